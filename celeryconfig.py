@@ -1,0 +1,81 @@
+"""Celery configuration: queues, routes, rate limits, time limits and the beat schedule, in one place."""
+
+from __future__ import annotations
+
+from kombu import Queue
+
+from settings import get_settings
+
+_settings = get_settings()
+
+# The pipeline's stages, each on its own queue so each scales and fails on its own.
+QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "followup")
+
+# Stage -> (queue, rate limit per worker, soft time limit s, hard time limit s)
+STAGES: dict[str, tuple[str, str | None, int, int]] = {
+    "pipeline.poll": ("poll", None, 25, 30),
+    "pipeline.ingest": ("ingest", None, 20, 30),
+    "pipeline.respond": ("respond", "60/m", 90, 120),
+    "pipeline.send": ("send", None, 40, 60),
+}
+
+# Delays longer than this are database rows read by a sweep, never countdowns (see README).
+MAX_COUNTDOWN = 600
+LONGEST_TASK = max(hard for _, _, _, hard in STAGES.values())
+VISIBILITY_TIMEOUT = 3600
+assert VISIBILITY_TIMEOUT > MAX_COUNTDOWN + LONGEST_TASK
+
+broker_url = _settings.redis_url
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 25,
+    "retry_on_timeout": True,
+}
+visibility_timeout = VISIBILITY_TIMEOUT
+
+task_serializer = "json"
+accept_content = ["json"]
+result_serializer = "json"
+result_backend = None
+task_ignore_result = True
+
+task_queues = [Queue(name) for name in QUEUES]
+task_default_queue = "ingest"
+task_create_missing_queues = False
+task_routes = {name: {"queue": queue} for name, (queue, _, _, _) in STAGES.items()}
+task_annotations = {
+    name: {"rate_limit": rate, "soft_time_limit": soft, "time_limit": hard}
+    for name, (_, rate, soft, hard) in STAGES.items()
+}
+
+# At-least-once delivery: a task is acknowledged after it ran, and every stage is idempotent.
+task_acks_late = True
+worker_prefetch_multiplier = 1
+task_reject_on_worker_lost = True  # capped by the redelivery counter in tasks.base
+worker_cancel_long_running_tasks_on_connection_loss = True
+worker_soft_shutdown_timeout = 20
+worker_enable_soft_shutdown_on_idle = True
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+timezone = "UTC"
+enable_utc = True
+
+redbeat_redis_url = _settings.effective_redbeat_url
+redbeat_key_prefix = "assistant:redbeat"
+redbeat_lock_timeout = 30
+beat_max_loop_interval = 5
+beat_schedule = {
+    "poll-wappi": {
+        "task": "pipeline.poll",
+        "schedule": _settings.poll_interval,
+        # A poll that waited longer than its interval is stale: drop it, the next one is coming.
+        "options": {"queue": "poll", "expires": max(_settings.poll_interval, 1.0)},
+    },
+}

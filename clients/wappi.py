@@ -1,0 +1,377 @@
+"""Wappi WhatsApp API client: typed results, typed errors, tolerant of the documented payload variants.
+
+The `requests.Session` and base URL are injected, so tests run this exact code against the local
+emulator over HTTP. Callers never see a `requests` exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import requests
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from domain.phones import is_group_chat, is_lid, normalize_phone
+from settings import get_settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WappiError(Exception):
+    """Base of every Wappi failure. `detail` is Wappi's own text, never the token."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail
+
+
+class WappiAuthError(WappiError):
+    """Bad token (401/403) or an unpaid / logged-out profile: needs an operator, not a retry."""
+
+
+class WappiNotFoundError(WappiError):
+    """Unknown profile or message."""
+
+
+class WappiTransientError(WappiError):
+    """Network error, timeout, 5xx or 429: worth retrying later."""
+
+
+class WappiRejectedError(WappiError):
+    """Wappi refused the request (other 4xx, or 200 without status "done"): retrying won't help."""
+
+
+@dataclass(frozen=True)
+class ProfileStatus:
+    authorized: bool
+    app_status: str
+    phone: str
+    name: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.authorized and self.app_status == "open"
+
+
+@dataclass(frozen=True)
+class Dialog:
+    chat_id: str
+    phone: str
+    is_group: bool
+    name: str
+    first_name: str
+    full_name: str
+    push_name: str
+    business_name: str
+    last_message_id: str
+    last_time: int
+    last_from_me: bool
+    unread_count: int
+
+
+@dataclass(frozen=True)
+class WappiMessage:
+    id: str
+    chat_id: str
+    phone: str  # canonical digits for 1:1 chats; the chat id itself for groups and bare @lid ids
+    type: str
+    from_me: bool
+    text: str
+    caption: str
+    time: int
+    sender_name: str
+    contact_name: str
+    from_api: bool  # sent through the API (by us), as opposed to typed on the phone
+    is_group: bool
+    lid: str = ""
+    file_link: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: str
+    task_id: str
+    time: int = 0  # Wappi's unix time of the send; 0 when unknown
+
+
+@dataclass(frozen=True)
+class Media:
+    data: bytes
+    mime_type: str
+    file_name: str
+    media_type: str
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return 0
+
+
+def parse_message(item: Mapping[str, Any]) -> WappiMessage:
+    """One message from `messages/get` (camelCase) or a webhook (snake_case); every field optional."""
+    message_id = _str(item.get("id"))
+    if not message_id:
+        raise WappiRejectedError("message without an id")
+    chat_id = _str(item.get("chatId")) or _str(item.get("chat_id"))
+    from_me = bool(item.get("fromMe", item.get("is_me", False)))
+    if not chat_id:
+        chat_id = _str(item.get("to")) if from_me else _str(item.get("from"))
+    whatsapp_chat_id = _str(item.get("whatsapp_chat_id"))
+    lid = whatsapp_chat_id if is_lid(whatsapp_chat_id) else (chat_id if is_lid(chat_id) else "")
+    if is_lid(chat_id):
+        # A bare @lid chat: use the phone Wappi gives elsewhere in the payload, when it does.
+        other = _str(item.get("to")) if from_me else _str(item.get("from"))
+        phone_hint = _str(item.get("contact_phone")) or (other if not is_lid(other) else "")
+        phone = normalize_phone(phone_hint) if phone_hint else chat_id
+    else:
+        phone = normalize_phone(chat_id)
+    body = item.get("body")
+    message_type = _str(item.get("type")) or "chat"
+    caption = _str(item.get("caption"))
+    if isinstance(body, Mapping):  # the sync API sends media as an object
+        caption = caption or _str(body.get("caption"))
+        text = ""
+    elif message_type in ("chat", "text"):
+        text = _str(body)
+    else:
+        text = ""  # webhook media bodies are base64 of the file, never text
+    time_value = _int(item.get("time"))
+    from_where = _str(item.get("from_where"))
+    from_api = bool(item.get("isFromAPI")) or from_where == "api" \
+        or _str(item.get("wh_type")) == "outgoing_message_api"
+    s3_info = item.get("s3Info")
+    file_link = _str(item.get("file_link")) or (
+        _str(s3_info.get("url")) if isinstance(s3_info, Mapping) else "")
+    return WappiMessage(
+        id=message_id, chat_id=chat_id, phone=phone, type=message_type, from_me=from_me,
+        text=text, caption=caption, time=time_value,
+        sender_name=_str(item.get("senderName")), contact_name=_str(item.get("contact_name")),
+        from_api=from_api,
+        is_group=is_group_chat(chat_id) or _str(item.get("chat_type")) == "group",
+        lid=lid, file_link=file_link, raw=item,
+    )
+
+
+def parse_dialog(item: Mapping[str, Any]) -> Dialog:
+    chat_id = _str(item.get("id"))
+    contact = item.get("contact") if isinstance(item.get("contact"), Mapping) else {}
+    assert isinstance(contact, Mapping)
+    sender = item.get("last_message_sender") if isinstance(item.get("last_message_sender"), Mapping) else {}
+    assert isinstance(sender, Mapping)
+    last_time = _int(item.get("last_time"))
+    return Dialog(
+        chat_id=chat_id,
+        phone=normalize_phone(chat_id),
+        is_group=bool(item.get("isGroup")) or is_group_chat(chat_id),
+        name=_str(item.get("name")),
+        first_name=_str(contact.get("FirstName")),
+        full_name=_str(contact.get("FullName")),
+        push_name=_str(contact.get("PushName")),
+        business_name=_str(contact.get("BusinessName")),
+        last_message_id=_str(item.get("last_message_id")),
+        last_time=last_time,
+        last_from_me=bool(sender.get("isMe", False)),
+        unread_count=_int(item.get("unread_count")),
+    )
+
+
+_short_retry = retry(
+    retry=retry_if_exception_type(WappiTransientError),
+    stop=stop_after_attempt(2),
+    wait=wait_random_exponential(multiplier=0.2, max=1.0),
+    reraise=True,
+)
+
+
+class WappiClient:
+    """One Wappi profile. Reads are retried once inside the client; sends never are (the
+    caller's outbox decides), so a retry cannot multiply into a duplicate message."""
+
+    def __init__(self, session: requests.Session, base_url: str, token: str, profile_id: str,
+                 *, timeout: float = 20.0) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        self.profile_id = profile_id
+        self._timeout = timeout
+        # Wappi has crossed the answers of concurrent history/media calls of one profile.
+        self._serial = threading.Lock()
+
+    # -- transport -------------------------------------------------------------------------
+    def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                 json_body: Any = None) -> dict[str, Any]:
+        query = {"profile_id": self.profile_id, **(params or {})}
+        url = f"{self._base_url}/api/sync/{path}"
+        try:
+            response = self._session.request(
+                method, url, params=query, json=json_body, timeout=self._timeout,
+                headers={"Authorization": self._token})
+        except requests.Timeout as exc:
+            raise WappiTransientError(f"Wappi {path}: timed out after {self._timeout}s") from exc
+        except requests.RequestException as exc:
+            raise WappiTransientError(f"Wappi {path}: {type(exc).__name__}") from exc
+        return self._decode(path, response)
+
+    def _decode(self, path: str, response: requests.Response) -> dict[str, Any]:
+        status = response.status_code
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        body: dict[str, Any] = payload if isinstance(payload, dict) else {}
+        detail = _str(body.get("detail")) or _str(body.get("error")) or response.text[:200]
+        where = f"Wappi {path}: HTTP {status}"
+        if status == 429 or status >= 500:
+            raise WappiTransientError(f"{where} {detail}".strip(), status_code=status, detail=detail)
+        if status in (401, 402, 403):
+            raise WappiAuthError(f"{where} {detail}".strip(), status_code=status, detail=detail)
+        if status >= 400:
+            lowered = detail.lower()
+            if "not found" in lowered:
+                raise WappiNotFoundError(f"{where} {detail}", status_code=status, detail=detail)
+            if "not authorized" in lowered or "unauthorized" in lowered:
+                raise WappiAuthError(f"{where} {detail}", status_code=status, detail=detail)
+            raise WappiRejectedError(f"{where} {detail}".strip(), status_code=status, detail=detail)
+        if payload is None or not isinstance(payload, dict):
+            raise WappiTransientError(f"{where}: response is not a JSON object", status_code=status)
+        return body
+
+    @staticmethod
+    def _require_done(path: str, body: dict[str, Any]) -> None:
+        if body.get("status") != "done":
+            detail = _str(body.get("detail"))
+            raise WappiRejectedError(f"Wappi {path}: status {body.get('status')!r} {detail}".strip(),
+                                     detail=detail)
+
+    def _serialized(self, call: Callable[[], T]) -> T:
+        with self._serial:
+            return call()
+
+    # -- API -------------------------------------------------------------------------------
+    @_short_retry
+    def get_status(self) -> ProfileStatus:
+        body = self._request("GET", "get/status")
+        if "status" in body and "authorized" not in body:  # a "status" key here means an error
+            raise WappiRejectedError(f"Wappi get/status: {body.get('detail') or body.get('status')}")
+        return ProfileStatus(authorized=bool(body.get("authorized")),
+                             app_status=_str(body.get("app_status")),
+                             phone=_str(body.get("phone")), name=_str(body.get("name")))
+
+    @_short_retry
+    def get_chats(self, *, limit: int = 100, offset: int = 0) -> tuple[list[Dialog], int]:
+        """One page of chats, newest first, and the total count."""
+        body = self._request("GET", "chats/get", params={"limit": limit, "offset": offset,
+                                                          "show_all": "false"})
+        self._require_done("chats/get", body)
+        dialogs = body.get("dialogs") or []
+        parsed = [parse_dialog(item) for item in dialogs if isinstance(item, Mapping) and item.get("id")]
+        return parsed, _int(body.get("total_count"))
+
+    @_short_retry
+    def get_messages(self, chat_id: str, *, limit: int = 50, offset: int = 0) -> list[WappiMessage]:
+        """A chat's messages, newest first."""
+        def call() -> dict[str, Any]:
+            return self._request("GET", "messages/get", params={
+                "chat_id": chat_id, "limit": limit, "offset": offset, "order": "desc"})
+        body = self._serialized(call)
+        self._require_done("messages/get", body)
+        messages = []
+        for item in body.get("messages") or []:
+            if isinstance(item, Mapping) and item.get("id"):
+                messages.append(parse_message(item))
+        return messages
+
+    def send_message(self, recipient: str, text: str) -> SendResult:
+        target = recipient if is_group_chat(recipient) else normalize_phone(recipient)
+        body = self._request("POST", "message/send", json_body={"body": text, "recipient": target})
+        return self._send_result("message/send", body)
+
+    def reply(self, message_id: str, text: str) -> SendResult:
+        body = self._request("POST", "message/reply", json_body={"body": text, "message_id": message_id})
+        return self._send_result("message/reply", body)
+
+    @_short_retry
+    def mark_read(self, message_id: str, *, mark_all: bool = True) -> None:
+        body = self._request("POST", "message/mark/read",
+                             params={"mark_all": "true" if mark_all else "false"},
+                             json_body={"message_id": message_id})
+        self._require_done("message/mark/read", body)
+
+    @_short_retry
+    def download_media(self, message_id: str) -> Media:
+        def call() -> Media:
+            body = self._request("GET", "message/media/download", params={"message_id": message_id})
+            self._require_done("message/media/download", body)
+            mime = _str(body.get("mime_type")) or _str(body.get("mimetype"))
+            name = _str(body.get("file_name"))
+            media_type = _str(body.get("media_type"))
+            encoded = _str(body.get("file_b64"))
+            if encoded:
+                try:
+                    data = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+                except (binascii.Error, ValueError) as exc:
+                    raise WappiRejectedError("Wappi media/download: file_b64 is not base64") from exc
+                return Media(data=data, mime_type=mime, file_name=name, media_type=media_type)
+            link = _str(body.get("file_link"))
+            if not link:
+                raise WappiRejectedError("Wappi media/download: neither file_b64 nor file_link")
+            try:
+                response = self._session.get(link, timeout=self._timeout)
+            except requests.RequestException as exc:
+                raise WappiTransientError(f"Wappi media link: {type(exc).__name__}") from exc
+            if response.status_code >= 500:
+                raise WappiTransientError(f"Wappi media link: HTTP {response.status_code}")
+            if response.status_code >= 400:
+                raise WappiRejectedError(f"Wappi media link: HTTP {response.status_code}")
+            return Media(data=response.content, mime_type=mime, file_name=name, media_type=media_type)
+        return self._serialized(call)
+
+    def _send_result(self, path: str, body: dict[str, Any]) -> SendResult:
+        self._require_done(path, body)
+        message_id = _str(body.get("message_id"))
+        if not message_id:
+            raise WappiRejectedError(f"Wappi {path}: no message_id in the answer")
+        return SendResult(message_id=message_id, task_id=_str(body.get("task_id")),
+                          time=_int(body.get("timestamp")))
+
+
+def build_client(base_url: str, token: str, profile_id: str, *, timeout: float) -> WappiClient:
+    return WappiClient(requests.Session(), base_url, token, profile_id, timeout=timeout)
+
+
+_clients: dict[str, WappiClient] = {}
+_clients_pid: int | None = None
+
+
+def get_client(profile_id: str) -> WappiClient:
+    """This process's client for one profile (one account token covers all its profiles)."""
+    global _clients_pid
+    if _clients_pid != os.getpid():
+        _clients.clear()
+        _clients_pid = os.getpid()
+    if profile_id not in _clients:
+        settings = get_settings()
+        _clients[profile_id] = build_client(settings.wappi_base_url, settings.wappi_token, profile_id,
+                                            timeout=settings.wappi_timeout)
+    return _clients[profile_id]

@@ -1,0 +1,1 @@
+"""Local emulators of external services used by the pipeline (demo and tests)."""

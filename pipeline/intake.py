@@ -1,0 +1,183 @@
+"""Intake: turn what Wappi shows into stored messages, once each, and say which ones to answer.
+
+Poll cost grows with the chats that changed, not with all chats: `chats/get` is read newest
+first and stops at the watermark, and `messages/get` is called only for a chat whose newest
+message id differs from the one stored on its contact.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from clients.wappi import Dialog, WappiClient, WappiMessage
+from db.models import Contact, Message, Profile
+from db.session import insert_ignore
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHATS_PAGE = 100
+MESSAGES_PAGE = 50
+ANSWERABLE_TYPES = frozenset({"chat", "text"})
+
+
+@dataclass(frozen=True)
+class PollResult:
+    chats_seen: int
+    chats_changed: int
+    stored: int
+    to_answer: list[int]
+
+
+def ensure_profile(session: Session, settings: Settings) -> Profile:
+    """The profile from the environment, created on first use."""
+    insert_ignore(session, Profile, {"provider": "wappi", "profile_id": settings.wappi_profile_id,
+                                     "name": settings.profile_name, "active": True},
+                  ["profile_id"])
+    profile = session.scalars(select(Profile).where(
+        Profile.profile_id == settings.wappi_profile_id)).one()
+    return profile
+
+
+def upsert_contact(session: Session, profile_id: int, phone: str, chat_id: str, *,
+                   first_name: str = "", full_name: str = "", push_name: str = "",
+                   business_name: str = "") -> Contact:
+    insert_ignore(session, Contact, {"profile_id": profile_id, "phone": phone, "chat_id": chat_id},
+                  ["profile_id", "phone"])
+    contact = session.scalars(select(Contact).where(
+        Contact.profile_id == profile_id, Contact.phone == phone)).one()
+    # Wappi omits name fields it doesn't know; never blank out a name we had.
+    for attribute, value in (("first_name", first_name), ("full_name", full_name),
+                             ("push_name", push_name), ("business_name", business_name)):
+        if value and getattr(contact, attribute) != value:
+            setattr(contact, attribute, value)
+    return contact
+
+
+def _changed_dialogs(session: Session, wappi: WappiClient, profile: Profile) -> tuple[int, list[Dialog]]:
+    watermark = profile.poll_watermark
+    seen = 0
+    changed: list[Dialog] = []
+    offset = 0
+    while True:
+        dialogs, _total = wappi.get_chats(limit=CHATS_PAGE, offset=offset)
+        reached_old = False
+        fresh: list[Dialog] = []
+        for dialog in dialogs:
+            if watermark is not None and dialog.last_time < watermark:
+                reached_old = True
+                break
+            seen += 1
+            if dialog.is_group or not dialog.phone or not dialog.last_message_id:
+                continue  # group chats are not conversations with a customer
+            fresh.append(dialog)
+        if fresh:
+            cursors = dict(session.execute(select(Contact.phone, Contact.last_seen_message_id).where(
+                Contact.profile_id == profile.id,
+                Contact.phone.in_([dialog.phone for dialog in fresh]))).tuples().all())
+            changed.extend(dialog for dialog in fresh
+                           if cursors.get(dialog.phone) != dialog.last_message_id)
+        if reached_old or len(dialogs) < CHATS_PAGE or watermark is None:
+            # On first start only the newest page matters: older chats are history by definition.
+            return seen, changed
+        offset += CHATS_PAGE
+
+
+def _new_messages(wappi: WappiClient, dialog: Dialog, cursor: str | None) -> list[WappiMessage]:
+    """Messages after the contact's cursor, oldest first; at most two pages."""
+    collected: list[WappiMessage] = []
+    for page in range(2):
+        batch = wappi.get_messages(dialog.chat_id, limit=MESSAGES_PAGE, offset=page * MESSAGES_PAGE)
+        for message in batch:
+            if cursor is not None and message.id == cursor:
+                return list(reversed(collected))
+            collected.append(message)
+        if len(batch) < MESSAGES_PAGE or cursor is None:
+            break
+    return list(reversed(collected))
+
+
+def store_message(session: Session, profile: Profile, contact: Contact, message: WappiMessage,
+                  *, now: float, history: bool) -> int | None:
+    """Store one Wappi message once. Returns the row id when it is a new customer message to answer.
+
+    `history` marks messages that were there before the product first started: recorded, never
+    answered.
+    """
+    if message.from_me:
+        direction, author, status = "out", ("bot" if message.from_api else "phone"), "sent"
+    else:
+        direction, author = "in", "customer"
+        answerable = message.type in ANSWERABLE_TYPES and bool(message.text.strip())
+        if history:
+            status = "history"
+        elif not answerable:
+            status = "skipped"
+        else:
+            status = "received"
+    sent_at = datetime.fromtimestamp(message.time or now, UTC)
+    row_id = insert_ignore(session, Message, {
+        "profile_id": profile.id, "contact_id": contact.id, "provider_message_id": message.id,
+        "direction": direction, "author": author, "type": message.type,
+        "text": message.text or message.caption, "is_voice": message.type in ("ptt", "audio"),
+        "status": status, "sent_at": sent_at,
+    }, ["profile_id", "provider_message_id"])
+    if row_id is None:
+        return None
+    if contact.last_message_at is None or sent_at > contact.last_message_at:
+        contact.last_message_at = sent_at
+    return row_id if status == "received" else None
+
+
+def poll_profile(session: Session, wappi: WappiClient, profile: Profile, *,
+                 now: float | None = None) -> PollResult:
+    """One poll of one profile, in the caller's transaction. The caller enqueues `to_answer`
+    after commit."""
+    now = time.time() if now is None else now
+    first_start = profile.history_boundary is None
+    if first_start:
+        profile.history_boundary = int(now)
+    seen, changed = _changed_dialogs(session, wappi, profile)
+    stored = 0
+    to_answer: list[int] = []
+    newest = profile.poll_watermark or 0
+    for dialog in changed:
+        contact = upsert_contact(session, profile.id, dialog.phone, dialog.chat_id,
+                                 first_name=dialog.first_name, full_name=dialog.full_name,
+                                 push_name=dialog.push_name, business_name=dialog.business_name)
+        for message in _new_messages(wappi, dialog, contact.last_seen_message_id):
+            # On first start everything in the chat is history; a chat first seen later keeps
+            # as history what was sent before the first start.
+            history = first_start or (0 < message.time < (profile.history_boundary or 0))
+            row_id = store_message(session, profile, contact, message, now=now, history=history)
+            stored += 1
+            if row_id is not None:
+                to_answer.append(row_id)
+        contact.last_seen_message_id = dialog.last_message_id
+        newest = max(newest, dialog.last_time)
+    if first_start:
+        newest = max(newest, int(now))
+        log.info("first poll of profile %s: %d chats recorded as history", profile.profile_id,
+                 len(changed))
+    profile.poll_watermark = newest
+    profile.last_poll_at = datetime.fromtimestamp(now, UTC)
+    return PollResult(chats_seen=seen, chats_changed=len(changed), stored=stored, to_answer=to_answer)
+
+
+def stranded_messages(session: Session, older_than: datetime, limit: int = 100) -> list[int]:
+    """Customer messages stored but never picked up (a crash between commit and enqueue)."""
+    return list(session.scalars(select(Message.id).where(
+        Message.status == "received", Message.created_at < older_than).order_by(Message.id).limit(limit)))
+
+
+def mark_messages(session: Session, message_ids: Iterable[int], status: str) -> None:
+    ids = list(message_ids)
+    if ids:
+        session.execute(update(Message).where(Message.id.in_(ids)).values(status=status))

@@ -1,0 +1,53 @@
+"""Prompt texts (Russian) with named placeholders, loaded and checked once at start-up.
+
+A placeholder is `{name}`. Each prompt declares the placeholders it must contain; a missing file
+or placeholder stops the process with a message naming it. Other braces (JSON examples) are left
+alone, so prompts need no escaping.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+PROMPTS_DIR = Path(__file__).resolve().parent
+PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+# prompt name -> placeholders it must contain
+REQUIRED: dict[str, frozenset[str]] = {
+    "sales_agent": frozenset({"contact_name", "business_name", "current_datetime"}),
+}
+
+
+class PromptError(Exception):
+    """A prompt file is missing or lacks a placeholder; the message names both."""
+
+
+@cache
+def load(name: str) -> str:
+    if name not in REQUIRED:
+        raise PromptError(f"unknown prompt {name!r}")
+    path = PROMPTS_DIR / f"{name}.txt"
+    if not path.is_file():
+        raise PromptError(f"prompt file {path} is missing")
+    text = path.read_text(encoding="utf-8")
+    missing = REQUIRED[name] - set(PLACEHOLDER.findall(text))
+    if missing:
+        raise PromptError(f"prompt {path.name} lacks placeholder(s): "
+                          + ", ".join("{" + item + "}" for item in sorted(missing)))
+    return text
+
+
+def load_all() -> None:
+    """Check every prompt; called at process start."""
+    for name in REQUIRED:
+        load(name)
+
+
+def render(name: str, **values: str) -> str:
+    template = load(name)
+    unknown = REQUIRED[name] - values.keys()
+    if unknown:
+        raise PromptError(f"prompt {name}: no value for " + ", ".join(sorted(unknown)))
+    return PLACEHOLDER.sub(lambda match: values.get(match.group(1), match.group(0)), template)

@@ -1,0 +1,209 @@
+"""The one place that reads the environment: every setting, its default and its validation.
+
+`get_settings()` parses `os.environ` once per process. A missing or malformed value raises
+`SettingsError` naming the variable, and the entry points turn that into a clean exit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ROOT = Path(__file__).resolve().parent
+PROFILE_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}$")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
+def _url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _redis_url(raw: str) -> str:
+    value = raw.strip()
+    if not re.match(r"^(redis|rediss|unix)://", value):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return value
+
+
+def _profile_id(raw: str) -> str:
+    value = raw.strip()
+    if not PROFILE_ID_RE.match(value):
+        raise ValueError("must look like 8+4 hex digits, e.g. 71ad40e9-b023")
+    return value
+
+
+def _timezone(raw: str) -> str:
+    try:
+        ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {raw!r}") from exc
+    return raw.strip()
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return value
+
+
+def _setting(env: str, parse: Callable[[str], Any], default: Any = None, *, required: bool = False,
+             secret: bool = False, help: str = "") -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "required": required,
+                                            "secret": secret, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Wappi
+    wappi_token: str = _setting("WAPPI_TOKEN", _text, required=True, secret=True,
+                                help="Wappi API token, sent raw in the Authorization header")
+    wappi_profile_id: str = _setting("WAPPI_PROFILE_ID", _profile_id, required=True,
+                                     help="the first Wappi profile (8+4 hex digits)")
+    wappi_base_url: str = _setting("WAPPI_BASE_URL", _url, "https://wappi.pro",
+                                   help="Wappi API base URL; the emulator's URL in the demo and tests")
+    wappi_timeout: float = _setting("WAPPI_TIMEOUT", _non_negative_float, 20.0,
+                                    help="seconds before a Wappi call is abandoned")
+    profile_name: str = _setting("PROFILE_NAME", _text, "Main",
+                                 help="display name of the first profile")
+    # Gemini
+    gemini_api_key: str = _setting("GEMINI_API_KEY", _text, required=True, secret=True,
+                                   help="Gemini API key")
+    gemini_base_url: str = _setting("GEMINI_BASE_URL", _url, "",
+                                    help="Gemini base URL; empty means Google's, the emulator's in tests")
+    gemini_api_version: str = _setting("GEMINI_API_VERSION", _text, "v1beta",
+                                       help="Gemini API version path")
+    gemini_model: str = _setting("GEMINI_MODEL", _text, "gemini-3.8-flash",
+                                 help="model for the sales agent's replies")
+    gemini_timeout_ms: int = _setting("GEMINI_TIMEOUT_MS", _positive_int, 60_000,
+                                      help="milliseconds before a Gemini call is abandoned")
+    # Storage
+    database_url: str = _setting("DATABASE_URL", _text, "",
+                                 help="SQLAlchemy URL; empty means an embedded SQLite file in var/")
+    redis_url: str = _setting("REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0",
+                              help="Redis for the Celery broker, locks and limits")
+    redbeat_redis_url: str = _setting("REDBEAT_REDIS_URL", _redis_url, "",
+                                      help="Redis for the beat schedule; empty means REDIS_URL")
+    # Behaviour
+    timezone: str = _setting("BUSINESS_TIMEZONE", _timezone, "Asia/Almaty",
+                             help="the business's time zone (working hours, stats)")
+    business_name: str = _setting("BUSINESS_NAME", _text, "Наша компания",
+                                  help="how the assistant names the business to customers")
+    poll_interval: float = _setting("POLL_INTERVAL", _non_negative_float, 5.0,
+                                    help="seconds between Wappi polls")
+    history_limit: int = _setting("HISTORY_LIMIT", _positive_int, 20,
+                                  help="messages of a contact's history given to the model")
+    log_level: str = _setting("LOG_LEVEL", _log_level, "INFO", help="DEBUG, INFO, WARNING or ERROR")
+    var_dir: str = _setting("VAR_DIR", _text, str(ROOT / "var"),
+                            help="folder for the SQLite file and other local state")
+    demo_mode: bool = _setting("DEMO_MODE", _bool, False,
+                               help="true when the demo runs against the emulators")
+
+    @property
+    def effective_database_url(self) -> str:
+        return _database_url(self.database_url, self.var_dir)
+
+    @property
+    def effective_redbeat_url(self) -> str:
+        return self.redbeat_redis_url or self.redis_url
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets masked, safe to log."""
+        out: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            out[item.metadata["env"]] = "***" if item.metadata["secret"] and value else value
+        return out
+
+
+def describe() -> list[tuple[str, str, Any, bool]]:
+    """(variable, help, default, required) for every setting: the source of .env.example."""
+    return [(item.metadata["env"], item.metadata["help"], item.default, item.metadata["required"])
+            for item in fields(Settings)]
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for item in fields(Settings):
+        name = item.metadata["env"]
+        raw = env.get(name)
+        if raw is None or raw.strip() == "":
+            if item.metadata["required"]:
+                problems.append(f"{name} is not set ({item.metadata['help']})")
+            continue
+        try:
+            values[item.name] = item.metadata["parse"](raw)
+        except ValueError as exc:
+            shown = "***" if item.metadata["secret"] else repr(raw)
+            problems.append(f"{name}={shown} is invalid: {exc}")
+    if problems:
+        raise SettingsError("configuration error: " + "; ".join(problems))
+    return Settings(**values)
+
+
+def _database_url(database_url: str, var_dir: str) -> str:
+    return database_url or f"sqlite:///{Path(var_dir) / 'assistant.db'}"
+
+
+def database_url_only(environ: Mapping[str, str] | None = None) -> str:
+    """The database URL alone, for migrations: they need no Wappi or Gemini keys."""
+    env = os.environ if environ is None else environ
+    defaults = {item.name: item.default for item in fields(Settings)}
+    return _database_url((env.get("DATABASE_URL") or "").strip(),
+                         (env.get("VAR_DIR") or "").strip() or defaults["var_dir"])
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _cached
+    if _cached is None:
+        _cached = load_settings()
+    return _cached
+
+
+def reset_settings_cache() -> None:
+    """Forget the parsed settings (tests and the demo set the environment first)."""
+    global _cached
+    _cached = None

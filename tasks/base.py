@@ -1,0 +1,154 @@
+"""The base of every pipeline task: the retry policy, the redelivery cap and the dead-letter table.
+
+Retry policy, by exception class (the one place it is written):
+- transient (network errors, timeouts, 5xx, 429, database or Redis unavailable): retried with
+  exponential backoff and jitter, up to `max_attempts`; Gemini's 429 `retryDelay` is honoured;
+- `Defer` (a lock is busy, the send limit is reached): retried after its delay without using
+  the retry budget;
+- everything else (4xx rejections, validation errors, bugs): dead-lettered at once.
+A task that runs out of attempts is dead-lettered too. The chain stops there and its rest is
+stored with the row, so `celery -A tasks dlq replay` can resume it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from clients.gemini import GeminiTransientError
+from clients.wappi import WappiTransientError
+from db.models import DeadLetter
+from db.session import insert_ignore, session_scope
+from infra.redis import get_redis, key
+
+log = logging.getLogger(__name__)
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    WappiTransientError, GeminiTransientError, OperationalError, PoolTimeoutError,
+    redis.ConnectionError, redis.TimeoutError, SoftTimeLimitExceeded,
+)
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 300.0
+MAX_REDELIVERIES = 3
+COUNTER_TTL = 24 * 3600
+
+
+class Defer(Exception):
+    """Run this task again after `countdown` seconds; does not count as a failed attempt."""
+
+    def __init__(self, reason: str, countdown: float) -> None:
+        super().__init__(reason)
+        self.countdown = countdown
+
+
+def backoff(attempt: int, exc: BaseException | None = None) -> float:
+    """Exponential backoff with full jitter; a server's own retry hint is a floor."""
+    delay = min(BACKOFF_MAX, BACKOFF_BASE * (2 ** (attempt - 1)))
+    delay = random.uniform(delay / 2, delay)
+    hint = getattr(exc, "retry_after", None)
+    if isinstance(hint, (int, float)) and hint > 0:
+        delay = max(delay, float(hint) + random.uniform(0, 1))
+    return delay
+
+
+class PipelineTask(Task):  # type: ignore[misc]  # celery's Task is untyped
+    abstract = True
+    max_retries = None  # the budget is `max_attempts`, counted by us so deferrals are free
+    max_attempts = 6
+    typing = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_redeliveries(args, kwargs)
+        try:
+            return self.run(*args, **kwargs)
+        except (Retry, Ignore):
+            raise
+        except Defer as deferral:
+            log.info("%s deferred %.1fs: %s", self.name, deferral.countdown, deferral)
+            raise self.retry(countdown=deferral.countdown, max_retries=None) from None
+        except TRANSIENT as exc:
+            attempts = self._count_attempt()
+            if attempts >= self.max_attempts:
+                log.error("%s gave up after %d attempts: %s", self.name, attempts, exc)
+                raise
+            countdown = backoff(attempts, exc)
+            log.warning("%s attempt %d failed (%s: %s); retrying in %.1fs",
+                        self.name, attempts, type(exc).__name__, exc, countdown)
+            raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None
+
+    # -- counters in Redis, keyed by the task id (stable across retries) -----------------
+    def _count_attempt(self) -> int:
+        try:
+            counter = key("attempts", self.request.id)
+            pipe = get_redis().pipeline()
+            pipe.incr(counter)
+            pipe.expire(counter, COUNTER_TTL)
+            return int(pipe.execute()[0])
+        except redis.RedisError:
+            return int(self.request.retries) + 1
+
+    def _check_redeliveries(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A message that keeps killing its worker is redelivered forever under
+        reject_on_worker_lost; after MAX_REDELIVERIES it goes to the dead-letter table."""
+        if not (self.request.delivery_info or {}).get("redelivered"):
+            return
+        counter = key("deliveries", self.request.id, self.request.retries)
+        try:
+            pipe = get_redis().pipeline()
+            pipe.incr(counter)
+            pipe.expire(counter, COUNTER_TTL)
+            deliveries = int(pipe.execute()[0])
+        except redis.RedisError:
+            return
+        if deliveries > MAX_REDELIVERIES:
+            message = f"redelivered {deliveries} times: the worker died running it each time"
+            self.dead_letter(RuntimeError(message), args, kwargs, "")
+            raise Ignore()
+
+    # -- dead letters ------------------------------------------------------------------------
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        self.dead_letter(exc, tuple(args or ()), dict(kwargs or {}), str(einfo or ""))
+        self.after_dead_letter(args, kwargs, exc)
+
+    def after_dead_letter(self, args: Any, kwargs: Any, exc: BaseException) -> None:
+        """Stage-specific clean-up once a task failed for good (e.g. mark the outbox row)."""
+
+    def dead_letter(self, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    trace: str) -> None:
+        request = self.request
+        queue = (request.delivery_info or {}).get("routing_key") or ""
+        now = datetime.now(UTC)
+        try:
+            attempts = int(get_redis().get(key("attempts", request.id)) or 0) or 1
+        except redis.RedisError:
+            attempts = int(request.retries) + 1
+        values = {
+            "task_name": self.name, "task_id": request.id or "", "args": list(args),
+            "kwargs": kwargs, "queue": queue, "chain": list(request.chain or []) or None,
+            "exception": f"{type(exc).__name__}: {exc}"[:4000],
+            "traceback": (trace or "".join(traceback.format_exception(exc)))[-20000:],
+            "attempts": attempts, "first_failed_at": now, "last_failed_at": now,
+        }
+        try:
+            with session_scope() as session:
+                if insert_ignore(session, DeadLetter, values, ["task_id"]) is None:
+                    session.execute(update(DeadLetter).where(DeadLetter.task_id == values["task_id"])
+                                    .values(exception=values["exception"], traceback=values["traceback"],
+                                            attempts=attempts, last_failed_at=now))
+        except Exception:
+            # The database is down too: the log line is then the only record, so it carries all.
+            log.exception("could not write dead letter; task=%s id=%s args=%s chain=%s exception=%s",
+                          self.name, request.id, args, request.chain, values["exception"])
+            raise
+        log.error("dead-lettered %s[%s] args=%s: %s", self.name, request.id, list(args),
+                  values["exception"])

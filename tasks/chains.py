@@ -1,0 +1,20 @@
+"""How a new customer message travels: the chain of stages, built in one place."""
+
+from __future__ import annotations
+
+from celery import chain
+from celery.canvas import Signature
+
+
+def conversation_chain(message_id: int) -> Signature:
+    """ingest -> respond -> send. Each stage returns the id the next one needs, or None to stop."""
+    from tasks.ingest import ingest
+    from tasks.respond import respond
+    from tasks.send import send
+
+    return chain(ingest.si(message_id), respond.s(), send.s())
+
+
+def start_conversations(message_ids: list[int]) -> None:
+    for message_id in message_ids:
+        conversation_chain(message_id).apply_async()

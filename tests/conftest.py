@@ -1,0 +1,193 @@
+"""Test harness: real PostgreSQL, real Redis, real Celery worker processes, HTTP emulators.
+
+The environment is set here, before any project module is imported, exactly as an operator
+would set it; the workers are started as `celery -A tasks worker` subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DB = os.environ.get("TEST_DATABASE_NAME", "assistant_test")
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+TEST_DATABASE_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PROFILE_ID = "a1b2c3d4-e5f6"
+WAPPI_TOKEN = "test-wappi-token-0123456789abcdef01234567"
+GEMINI_KEY = "test-gemini-key"
+
+BASE_ENV = {
+    "WAPPI_TOKEN": WAPPI_TOKEN,
+    "WAPPI_PROFILE_ID": PROFILE_ID,
+    "WAPPI_TIMEOUT": "3",
+    "GEMINI_API_KEY": GEMINI_KEY,
+    "GEMINI_TIMEOUT_MS": "5000",
+    "DATABASE_URL": TEST_DATABASE_URL,
+    "REDIS_URL": TEST_REDIS_URL,
+    "LOG_LEVEL": "INFO",
+}
+# The emulators' URLs are added once they listen (see the session fixtures).
+for name, value in BASE_ENV.items():
+    os.environ[name] = value
+os.environ.setdefault("WAPPI_BASE_URL", "http://127.0.0.1:1")  # replaced below, before any use
+sys.path.insert(0, str(ROOT))
+
+from emulators.gemini import GeminiEmulator  # noqa: E402
+from emulators.wappi import WappiEmulator  # noqa: E402
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
+             message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def _create_database() -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)'))
+        connection.execute(sa.text(f'CREATE DATABASE "{TEST_DB}"'))
+    admin.dispose()
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, check=True,
+                   env={**os.environ}, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def wappi() -> Iterator[WappiEmulator]:
+    with WappiEmulator(token=WAPPI_TOKEN, profile_ids=(PROFILE_ID,)) as emulator:
+        os.environ["WAPPI_BASE_URL"] = emulator.url
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def gemini() -> Iterator[GeminiEmulator]:
+    with GeminiEmulator(api_key=GEMINI_KEY) as emulator:
+        os.environ["GEMINI_BASE_URL"] = emulator.url
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[str]:
+    _create_database()
+    yield TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[Any]:
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+class WorkerPool:
+    """`celery -A tasks worker` subprocesses, one per name, killed or restarted at will."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, queues: str, concurrency: int = 2, pool: str = "prefork") -> None:
+        log_path = self.log_dir / f"worker-{name}.log"
+        log_file = log_path.open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-c", str(concurrency),
+             "-P", pool, "-n", f"{name}@%h", "--without-mingle", "--without-gossip", "-l", "INFO"],
+            cwd=ROOT, env={**os.environ}, stdout=log_file, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        wait_for(lambda: b"ready." in log_path.read_bytes() or process.poll() is not None,
+                 timeout=60, message=f"worker {name} to start")
+        if process.poll() is not None:
+            raise RuntimeError(f"worker {name} exited: {log_path.read_text()[-3000:]}")
+
+    def stop(self, name: str, sig: int | None = None) -> None:
+        import signal
+
+        process = self.processes.pop(name)
+        process.send_signal(sig or signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+
+@pytest.fixture(scope="session")
+def workers(wappi: WappiEmulator, gemini: GeminiEmulator, database: str, redis_client: Any,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
+    pool = WorkerPool(tmp_path_factory.mktemp("workers"))
+    pool.start("main", "poll,ingest,transcribe,classify,respond,send,followup", concurrency=3)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture()
+def clean(wappi: WappiEmulator, gemini: GeminiEmulator, database: str, redis_client: Any) -> Iterator[None]:
+    """Empty tables, a fresh emulator state and no leftover Redis keys of ours."""
+    import sqlalchemy as sa
+
+    from db.session import get_engine
+
+    engine = get_engine()
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "TRUNCATE model_usage, dead_letters, scheduled_calls, follow_ups, whitelist, outbox, "
+            "messages, contacts, profiles RESTART IDENTITY CASCADE"))
+    for redis_key in redis_client.scan_iter("assistant:*"):
+        redis_client.delete(redis_key)
+    wappi_reset(wappi)
+    gemini_reset(gemini)
+    yield
+
+
+def wappi_reset(wappi: WappiEmulator) -> None:
+    import requests
+
+    requests.post(f"{wappi.url}/_emulator/reset", timeout=5).raise_for_status()
+
+
+def gemini_reset(gemini: GeminiEmulator) -> None:
+    import requests
+
+    requests.post(f"{gemini.url}/_emulator/reset", timeout=5).raise_for_status()
+
+
+def run_poll() -> None:
+    """Ask the workers for one poll, as beat would, and wait until it ran."""
+    from tasks import app
+
+    before = _poll_count()
+    app.send_task("pipeline.poll", queue="poll")
+    wait_for(lambda: _poll_count() > before, timeout=30, message="a poll to finish")
+
+
+def _poll_count() -> int:
+    import sqlalchemy as sa
+
+    from db.session import get_engine
+
+    with get_engine().connect() as connection:
+        value = connection.execute(sa.text("SELECT extract(epoch FROM max(last_poll_at)) FROM profiles")).scalar()
+    return int(float(value) * 1000) if value is not None else 0
