@@ -14,6 +14,7 @@ QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "follow
 # Stage -> (queue, rate limit per worker, soft time limit s, hard time limit s)
 STAGES: dict[str, tuple[str, str | None, int, int]] = {
     "pipeline.poll": ("poll", None, 25, 30),
+    "pipeline.recover": ("poll", None, 50, 60),
     "pipeline.ingest": ("ingest", None, 20, 30),
     "pipeline.respond": ("respond", "60/m", 90, 120),
     "pipeline.send": ("send", None, 40, 60),
@@ -77,5 +78,10 @@ beat_schedule = {
         "schedule": _settings.poll_interval,
         # A poll that waited longer than its interval is stale: drop it, the next one is coming.
         "options": {"queue": "poll", "expires": max(_settings.poll_interval, 1.0)},
+    },
+    "recover-stranded": {
+        "task": "pipeline.recover",
+        "schedule": 60.0,
+        "options": {"queue": "poll", "expires": 60},
     },
 }

@@ -131,11 +131,19 @@ class Settings:
                                     help="seconds between Wappi polls")
     history_limit: int = _setting("HISTORY_LIMIT", _positive_int, 20,
                                   help="messages of a contact's history given to the model")
+    send_rate_per_minute: int = _setting("SEND_RATE_PER_MINUTE", _positive_int, 20,
+                                         help="messages a minute per Wappi profile, across all workers")
+    send_burst: int = _setting("SEND_BURST", _positive_int, 3,
+                               help="messages that may go out back to back within that rate")
+    send_chat_gap_min: float = _setting("SEND_CHAT_GAP_MIN", _non_negative_float, 1.0,
+                                        help="least seconds between two messages to one chat")
+    send_chat_gap_max: float = _setting("SEND_CHAT_GAP_MAX", _non_negative_float, 3.0,
+                                        help="most seconds of that random gap")
+    max_attempts: int = _setting("TASK_MAX_ATTEMPTS", _positive_int, 6,
+                                 help="failed attempts of a task before it goes to the dead-letter table")
     log_level: str = _setting("LOG_LEVEL", _log_level, "INFO", help="DEBUG, INFO, WARNING or ERROR")
     var_dir: str = _setting("VAR_DIR", _text, str(ROOT / "var"),
                             help="folder for the SQLite file and other local state")
-    demo_mode: bool = _setting("DEMO_MODE", _bool, False,
-                               help="true when the demo runs against the emulators")
 
     @property
     def effective_database_url(self) -> str:
@@ -178,7 +186,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{name}={shown} is invalid: {exc}")
     if problems:
         raise SettingsError("configuration error: " + "; ".join(problems))
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.send_chat_gap_max < settings.send_chat_gap_min:
+        raise SettingsError("configuration error: SEND_CHAT_GAP_MAX is smaller than SEND_CHAT_GAP_MIN")
+    return settings
 
 
 def _database_url(database_url: str, var_dir: str) -> str:

@@ -112,6 +112,11 @@ def commit_reply(session: Session, context: ReplyContext, answer: Answer) -> int
         Message.id == context.message_id, Message.status == "received").values(status="answered"))
     key = reply_key(context.message_id)
     if claimed.rowcount == 1:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+        # Earlier unanswered messages of this contact were in the model's context: this reply
+        # answers them too, so their own chains stop instead of answering out of order.
+        session.execute(update(Message).where(
+            Message.contact_id == context.contact_id, Message.status == "received",
+            Message.id < context.message_id).values(status="answered"))
         record_usage(session, "reply", answer, context.contact_id)
         insert_ignore(session, Outbox, {
             "profile_id": context.profile_id, "contact_id": context.contact_id,

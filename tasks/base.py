@@ -27,9 +27,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from clients.gemini import GeminiTransientError
 from clients.wappi import WappiTransientError
-from db.models import DeadLetter
+from db.models import DeadLetter, Message
 from db.session import insert_ignore, session_scope
 from infra.redis import get_redis, key
+from settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,12 @@ def backoff(attempt: int, exc: BaseException | None = None) -> float:
 
 class PipelineTask(Task):  # type: ignore[misc]  # celery's Task is untyped
     abstract = True
-    max_retries = None  # the budget is `max_attempts`, counted by us so deferrals are free
-    max_attempts = 6
+    max_retries = None  # the budget is TASK_MAX_ATTEMPTS, counted by us so deferrals are free
     typing = True
+
+    @property
+    def max_attempts(self) -> int:
+        return get_settings().max_attempts
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._check_redeliveries(args, kwargs)
@@ -121,7 +125,10 @@ class PipelineTask(Task):  # type: ignore[misc]  # celery's Task is untyped
         self.after_dead_letter(args, kwargs, exc)
 
     def after_dead_letter(self, args: Any, kwargs: Any, exc: BaseException) -> None:
-        """Stage-specific clean-up once a task failed for good (e.g. mark the outbox row)."""
+        """Stage-specific bookkeeping once a task failed for good (e.g. mark the outbox row)."""
+
+    def prepare_replay(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Undo `after_dead_letter` before `dlq replay` re-enqueues the task."""
 
     def dead_letter(self, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any],
                     trace: str) -> None:
@@ -152,3 +159,22 @@ class PipelineTask(Task):  # type: ignore[misc]  # celery's Task is untyped
             raise
         log.error("dead-lettered %s[%s] args=%s: %s", self.name, request.id, list(args),
                   values["exception"])
+
+
+class MessageStageTask(PipelineTask):
+    """A stage whose first argument is a message id: a dead letter marks the message failed, so
+    nothing sweeps it up again until an operator replays it."""
+
+    def after_dead_letter(self, args: Any, kwargs: Any, exc: BaseException) -> None:
+        message_id = args[0] if args else None
+        if isinstance(message_id, int):
+            with session_scope() as session:
+                session.execute(update(Message).where(Message.id == message_id, Message.status == "received")
+                                .values(status="failed"))
+
+    def prepare_replay(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        message_id = args[0] if args else None
+        if isinstance(message_id, int):
+            with session_scope() as session:
+                session.execute(update(Message).where(Message.id == message_id, Message.status == "failed")
+                                .values(status="received"))

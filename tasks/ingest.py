@@ -5,10 +5,10 @@ from __future__ import annotations
 from db.session import session_scope
 from pipeline.conversation import accept_for_reply
 from tasks.app import app
-from tasks.base import PipelineTask
+from tasks.base import MessageStageTask
 
 
-@app.task(base=PipelineTask, name="pipeline.ingest")
+@app.task(base=MessageStageTask, name="pipeline.ingest")
 def ingest(message_id: int) -> int | None:
     with session_scope() as session:
         return message_id if accept_for_reply(session, message_id) else None

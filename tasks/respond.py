@@ -14,12 +14,12 @@ from infra.redis import get_redis, key
 from pipeline.conversation import commit_reply, generate_reply, reply_context
 from settings import get_settings
 from tasks.app import app
-from tasks.base import Defer, PipelineTask
+from tasks.base import Defer, MessageStageTask
 
 CONTACT_LOCK_SECONDS = 150  # longer than the task's hard time limit
 
 
-@app.task(base=PipelineTask, name="pipeline.respond")
+@app.task(base=MessageStageTask, name="pipeline.respond")
 def respond(message_id: int | None) -> int | None:
     if message_id is None:
         return None

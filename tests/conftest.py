@@ -34,6 +34,11 @@ BASE_ENV = {
     "DATABASE_URL": TEST_DATABASE_URL,
     "REDIS_URL": TEST_REDIS_URL,
     "LOG_LEVEL": "INFO",
+    # The global send limit and the chat gap have tests of their own; here they would only slow.
+    "SEND_RATE_PER_MINUTE": "6000",
+    "SEND_BURST": "100",
+    "SEND_CHAT_GAP_MIN": "0",
+    "SEND_CHAT_GAP_MAX": "0",
 }
 # The emulators' URLs are added once they listen (see the session fixtures).
 for name, value in BASE_ENV.items():
@@ -101,19 +106,38 @@ def redis_client() -> Iterator[Any]:
 class WorkerPool:
     """`celery -A tasks worker` subprocesses, one per name, killed or restarted at will."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.log_dir = log_dir
+        self.env = env
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"worker-{name}.log").read_text(errors="replace")
+
+    def children(self, name: str) -> list[int]:
+        """The pool processes of one worker (the ones that run tasks)."""
+        parent = self.processes[name].pid
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == parent:
+                    found.append(int(entry.name))
+        return found
 
     def start(self, name: str, queues: str, concurrency: int = 2, pool: str = "prefork") -> None:
         log_path = self.log_dir / f"worker-{name}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
         log_file = log_path.open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-c", str(concurrency),
              "-P", pool, "-n", f"{name}@%h", "--without-mingle", "--without-gossip", "-l", "INFO"],
-            cwd=ROOT, env={**os.environ}, stdout=log_file, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=self.env or {**os.environ}, stdout=log_file, stderr=subprocess.STDOUT)
         self.processes[name] = process
-        wait_for(lambda: b"ready." in log_path.read_bytes() or process.poll() is not None,
+        wait_for(lambda: b"ready." in log_path.read_bytes()[offset:] or process.poll() is not None,
                  timeout=60, message=f"worker {name} to start")
         if process.poll() is not None:
             raise RuntimeError(f"worker {name} exited: {log_path.read_text()[-3000:]}")

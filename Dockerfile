@@ -1,0 +1,18 @@
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY pyproject.toml README.md ./
+COPY settings.py celeryconfig.py alembic.ini ./
+COPY tasks tasks
+COPY clients clients
+COPY db db
+COPY prompts prompts
+COPY kb kb
+COPY pipeline pipeline
+COPY domain domain
+COPY infra infra
+COPY emulators emulators
+COPY cli cli
+RUN pip install --no-cache-dir . && useradd --create-home app
+USER app
+CMD ["celery", "-A", "tasks", "worker", "-l", "INFO"]

@@ -1,0 +1,23 @@
+# The two commands of the README: `make demo` and `make test`. Both create or reuse .venv.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint eval clean
+
+$(STAMP): pyproject.toml
+	bash scripts/bootstrap.sh "$(PYTHON)"
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+test: $(STAMP)
+	bash scripts/test.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+clean:
+	rm -rf var build *.egg-info

@@ -1,0 +1,1 @@
+"""Knowledge base: the business PDFs, extracted, chunked and indexed for retrieval."""
