@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from emulators.gemini import GeminiEmulator  # noqa: E402
 from emulators.wappi import WappiEmulator  # noqa: E402
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
-             message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+from harness import WorkerPool, wait_for  # noqa: E402
 
 
 def _create_database() -> None:
@@ -101,61 +90,6 @@ def redis_client() -> Iterator[Any]:
     client.flushdb()
     yield client
     client.close()
-
-
-class WorkerPool:
-    """`celery -A tasks worker` subprocesses, one per name, killed or restarted at will."""
-
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.log_dir = log_dir
-        self.env = env
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def log(self, name: str) -> str:
-        return (self.log_dir / f"worker-{name}.log").read_text(errors="replace")
-
-    def children(self, name: str) -> list[int]:
-        """The pool processes of one worker (the ones that run tasks)."""
-        parent = self.processes[name].pid
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == parent:
-                    found.append(int(entry.name))
-        return found
-
-    def start(self, name: str, queues: str, concurrency: int = 2, pool: str = "prefork") -> None:
-        log_path = self.log_dir / f"worker-{name}.log"
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        log_file = log_path.open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-c", str(concurrency),
-             "-P", pool, "-n", f"{name}@%h", "--without-mingle", "--without-gossip", "-l", "INFO"],
-            cwd=ROOT, env=self.env or {**os.environ}, stdout=log_file, stderr=subprocess.STDOUT)
-        self.processes[name] = process
-        wait_for(lambda: b"ready." in log_path.read_bytes()[offset:] or process.poll() is not None,
-                 timeout=60, message=f"worker {name} to start")
-        if process.poll() is not None:
-            raise RuntimeError(f"worker {name} exited: {log_path.read_text()[-3000:]}")
-
-    def stop(self, name: str, sig: int | None = None) -> None:
-        import signal
-
-        process = self.processes.pop(name)
-        process.send_signal(sig or signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def stop_all(self) -> None:
-        for name in list(self.processes):
-            self.stop(name)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Process-wide infrastructure: Redis, rate limits, library fixes."""
