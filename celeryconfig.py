@@ -13,7 +13,7 @@ QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "follow
 
 # Stage -> (queue, rate limit per worker, soft time limit s, hard time limit s)
 STAGES: dict[str, tuple[str, str | None, int, int]] = {
-    "pipeline.poll": ("poll", None, 25, 30),
+    "pipeline.poll": ("poll", None, 50, 60),
     "pipeline.recover": ("poll", None, 50, 60),
     "pipeline.ingest": ("ingest", None, 20, 30),
     "pipeline.respond": ("respond", "60/m", 90, 120),

@@ -218,3 +218,25 @@ class ModelUsage(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     total_tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class KnowledgeFile(Base):
+    __tablename__ = "kb_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(500), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    extractor: Mapped[str] = mapped_column(String(20))
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    indexed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KnowledgeChunk(Base):
+    __tablename__ = "kb_chunks"
+    __table_args__ = (UniqueConstraint("file_id", "position", name="uq_kb_chunks_file_position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("kb_files.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer)

@@ -213,13 +213,32 @@ def _long_words(text: str) -> set[str]:
     return set(LONG_WORD.findall(_normalize(text)))
 
 
+KB_START = "=== БАЗА ЗНАНИЙ ==="
+KB_END = "=== КОНЕЦ БАЗЫ ЗНАНИЙ ==="
+SLOTS_PREFIX = "СВОБОДНОЕ ВРЕМЯ:"
+
+
+def _stems(text: str) -> set[str]:
+    """Crude Russian stemming: the first five letters of each long word ("доставку" ~ "доставка")."""
+    return {word[:5] for word in _long_words(text)}
+
+
+def knowledge_block(system_text: str) -> str:
+    """The knowledge-base part of a system instruction (between the markers), or ""."""
+    start = system_text.find(KB_START)
+    if start < 0:
+        return ""
+    end = system_text.find(KB_END, start)
+    return system_text[start + len(KB_START) : end if end >= 0 else None]
+
+
 def grounding_line(system_text: str, question: str) -> str | None:
-    """The system-instruction line sharing most long words with the question (first on ties)."""
-    question_words = _long_words(question)
+    """The knowledge-base line sharing most word stems with the question (first on ties)."""
+    question_words = _stems(question)
     best_line, best_score = None, 0
-    for raw_line in system_text.splitlines():
+    for raw_line in knowledge_block(system_text).splitlines():
         line = raw_line.strip().lstrip("-*•").strip()
-        score = len(_long_words(line) & question_words)
+        score = len(_stems(line) & question_words)
         if score > best_score:
             best_line, best_score = line, score
     if best_line is None:
@@ -240,6 +259,11 @@ def sales_reply(conversation: _Conversation) -> str:
     if line:
         end = "" if line.endswith((".", "!", "?", "…")) else "."
         sentences.append(f"По нашим данным: {line}{end}")
+    for raw_line in conversation.system_text.splitlines():
+        if raw_line.strip().startswith(SLOTS_PREFIX):
+            slots = raw_line.strip()[len(SLOTS_PREFIX) :].strip()
+            sentences.append(f"Это время не подходит, могу предложить созвон: {slots}.")
+            break
     sentences.append("Чем ещё могу помочь?")
     return " ".join(sentences)
 

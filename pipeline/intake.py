@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from clients.wappi import Dialog, WappiClient, WappiMessage
+from clients.wappi import Dialog, WappiClient, WappiError, WappiMessage
 from db.models import Contact, Message, Profile
 from db.session import insert_ignore
 from settings import Settings
@@ -136,38 +137,58 @@ def store_message(session: Session, profile: Profile, contact: Contact, message:
     return row_id if status == "received" else None
 
 
-def poll_profile(session: Session, wappi: WappiClient, profile: Profile, *,
+def poll_profile(sessions: Callable[[], AbstractContextManager[Session]], wappi: WappiClient,
+                 profile_id: int, start: Callable[[list[int]], None], *,
                  now: float | None = None) -> PollResult:
-    """One poll of one profile, in the caller's transaction. The caller enqueues `to_answer`
-    after commit."""
+    """One poll of one profile. Each changed chat is stored in its own transaction, and its new
+    customer messages are handed to `start` right after that commit, so a slow or failing poll
+    still makes progress and never enqueues a row that is not there."""
     now = time.time() if now is None else now
-    first_start = profile.history_boundary is None
-    if first_start:
-        profile.history_boundary = int(now)
-    seen, changed = _changed_dialogs(session, wappi, profile)
+    with sessions() as session:
+        profile = session.get(Profile, profile_id)
+        assert profile is not None
+        first_start = profile.history_boundary is None
+        if first_start:
+            profile.history_boundary = int(now)
+        boundary = profile.history_boundary or 0
+        seen, changed = _changed_dialogs(session, wappi, profile)
     stored = 0
     to_answer: list[int] = []
-    newest = profile.poll_watermark or 0
+    failed = 0
+    newest = 0
     for dialog in changed:
-        contact = upsert_contact(session, profile.id, dialog.phone, dialog.chat_id,
-                                 first_name=dialog.first_name, full_name=dialog.full_name,
-                                 push_name=dialog.push_name, business_name=dialog.business_name)
-        for message in _new_messages(wappi, dialog, contact.last_seen_message_id):
-            # On first start everything in the chat is history; a chat first seen later keeps
-            # as history what was sent before the first start.
-            history = first_start or (0 < message.time < (profile.history_boundary or 0))
-            row_id = store_message(session, profile, contact, message, now=now, history=history)
-            stored += 1
-            if row_id is not None:
-                to_answer.append(row_id)
-        contact.last_seen_message_id = dialog.last_message_id
+        try:
+            with sessions() as session:
+                profile = session.get(Profile, profile_id)
+                assert profile is not None
+                contact = upsert_contact(session, profile.id, dialog.phone, dialog.chat_id,
+                                         first_name=dialog.first_name, full_name=dialog.full_name,
+                                         push_name=dialog.push_name, business_name=dialog.business_name)
+                new_ids: list[int] = []
+                for message in _new_messages(wappi, dialog, contact.last_seen_message_id):
+                    # On first start everything in the chat is history; a chat first seen later
+                    # keeps as history what was sent before the first start.
+                    history = first_start or (0 < message.time < boundary)
+                    row_id = store_message(session, profile, contact, message, now=now, history=history)
+                    stored += 1
+                    if row_id is not None:
+                        new_ids.append(row_id)
+                contact.last_seen_message_id = dialog.last_message_id
+        except WappiError as exc:
+            failed += 1  # the chat's cursor did not move: the next poll reads it again
+            log.warning("poll: chat %s skipped this time: %s", dialog.chat_id, exc)
+            continue
+        start(new_ids)
+        to_answer.extend(new_ids)
         newest = max(newest, dialog.last_time)
+    with sessions() as session:
+        profile = session.get(Profile, profile_id)
+        assert profile is not None
+        if not failed:  # a failed chat must be seen again, so the watermark waits for it
+            profile.poll_watermark = max(profile.poll_watermark or 0, newest, int(now) if first_start else 0)
+        profile.last_poll_at = datetime.fromtimestamp(now, UTC)
     if first_start:
-        newest = max(newest, int(now))
-        log.info("first poll of profile %s: %d chats recorded as history", profile.profile_id,
-                 len(changed))
-    profile.poll_watermark = newest
-    profile.last_poll_at = datetime.fromtimestamp(now, UTC)
+        log.info("first poll: %d chats recorded as history", len(changed))
     return PollResult(chats_seen=seen, chats_changed=len(changed), stored=stored, to_answer=to_answer)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from clients.wappi import WappiError, WappiTransientError, get_client
@@ -18,7 +20,7 @@ from tasks.base import PipelineTask
 from tasks.chains import start_conversations
 
 log = logging.getLogger(__name__)
-POLL_LOCK_SECONDS = 60  # longer than the poll's hard time limit
+POLL_LOCK_SECONDS = 70  # longer than the poll's hard time limit (60 s)
 
 
 @app.task(base=PipelineTask, name="pipeline.poll")
@@ -32,26 +34,29 @@ def poll() -> int:
     try:
         with session_scope() as session:
             ensure_profile(session, get_settings())
-            profiles = list(session.scalars(select(Profile.id).where(Profile.active.is_(True))))
+            provider_ids = dict(session.execute(select(Profile.id, Profile.profile_id).where(
+                Profile.active.is_(True))).tuples().all())
+        profiles = list(provider_ids)
         for profile_db_id in profiles:
             try:
-                with session_scope() as session:
-                    profile = session.get(Profile, profile_db_id)
-                    assert profile is not None
-                    result = poll_profile(session, get_client(profile.profile_id), profile)
+                result = poll_profile(session_scope, get_client(provider_ids[profile_db_id]), profile_db_id,
+                                      start_conversations)
+            except SoftTimeLimitExceeded:
+                # What was stored is committed chat by chat; the next tick goes on from there.
+                log.warning("poll of profile %s ran out of time; the next poll continues",
+                            provider_ids[profile_db_id])
+                break
             except WappiError as exc:
                 # Nothing is lost: the chat cursors did not move, and the next poll reads it again.
                 level = logging.WARNING if isinstance(exc, WappiTransientError) else logging.ERROR
-                log.log(level, "poll of profile %s failed: %s", profile_db_id, exc)
+                log.log(level, "poll of profile %s failed: %s", provider_ids[profile_db_id], exc)
                 continue
-            # Enqueued only after the commit: a stage never sees a row that is not there yet.
-            start_conversations(result.to_answer)
             started += len(result.to_answer)
-            get_redis().set(key("last-poll-ok", profile.profile_id), profile.last_poll_at.isoformat()
-                            if profile.last_poll_at else "")
+            get_redis().set(key("last-poll-ok", provider_ids[profile_db_id]), datetime.now(UTC).isoformat())
             if result.chats_changed:
                 log.info("poll %s: %d chats changed, %d messages stored, %d to answer",
-                         profile.profile_id, result.chats_changed, result.stored, len(result.to_answer))
+                         provider_ids[profile_db_id], result.chats_changed, result.stored,
+                         len(result.to_answer))
         return started
     finally:
         try:

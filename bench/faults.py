@@ -1,0 +1,146 @@
+"""Fault-injection run: N conversations through real workers while Wappi fails 20 % of calls,
+Gemini answers 10 % with 429, pool processes on every queue are SIGKILLed at random, and Redis
+restarts once. The last line is one JSON object; duplicates and lost must be 0.
+
+    .venv/bin/python bench/faults.py [--conversations 300]
+
+Uses the local PostgreSQL (database `assistant_bench`, recreated) and a private Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROFILE_ID = "be0c0000-0001"
+TOKEN = "bench-token"
+KEY = "bench-key"
+PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+DATABASE_URL = PG_ADMIN.rsplit("/", 1)[0] + "/assistant_bench"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--conversations", type=int, default=300)
+    parser.add_argument("--kills", type=int, default=12, help="random SIGKILLs of pool processes")
+    parser.add_argument("--timeout", type=float, default=1500.0)
+    args = parser.parse_args()
+
+    import requests
+    import sqlalchemy as sa
+    from celery import Celery
+
+    from emulators.gemini import GeminiEmulator
+    from emulators.wappi import WappiEmulator
+    from harness import PrivateRedis, WorkerPool, wait_for
+
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text('DROP DATABASE IF EXISTS "assistant_bench" WITH (FORCE)'))
+        connection.execute(sa.text('CREATE DATABASE "assistant_bench"'))
+    admin.dispose()
+
+    work = Path(tempfile.mkdtemp(prefix="faults-bench-"))
+    wappi = WappiEmulator(token=TOKEN, profile_ids=(PROFILE_ID,)).start()
+    gemini = GeminiEmulator(api_key=KEY).start()
+    redis_server = PrivateRedis(work / "redis").start()
+    env = {**os.environ, "WAPPI_TOKEN": TOKEN, "WAPPI_PROFILE_ID": PROFILE_ID, "WAPPI_BASE_URL": wappi.url,
+           "WAPPI_TIMEOUT": "3", "GEMINI_API_KEY": KEY, "GEMINI_BASE_URL": gemini.url,
+           "GEMINI_TIMEOUT_MS": "5000", "DATABASE_URL": DATABASE_URL, "REDIS_URL": redis_server.url,
+           "SEND_RATE_PER_MINUTE": "6000", "SEND_BURST": "100", "SEND_CHAT_GAP_MIN": "0",
+           "SEND_CHAT_GAP_MAX": "0", "TASK_MAX_ATTEMPTS": "8", "LOG_LEVEL": "WARNING"}
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    engine = sa.create_engine(DATABASE_URL)
+
+    def rows(query: str) -> list[sa.Row[tuple[object, ...]]]:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text(query)).all())
+
+    workers = WorkerPool(work, env)
+    layout = {"poll": "poll", "ingest": "ingest", "respond": "respond", "send": "send"}
+    for name, queues in layout.items():
+        workers.start(name, queues, concurrency=2)
+    app = Celery(broker=redis_server.url, set_as_current=False)
+    running = threading.Event()
+    running.set()
+
+    def beat() -> None:
+        while running.is_set():
+            try:
+                app.send_task("pipeline.poll", queue="poll", expires=5)
+            except Exception:  # noqa: BLE001 - the broker is restarting; the next tick retries
+                pass
+            time.sleep(1.0)
+
+    started = time.monotonic()
+    ticker = threading.Thread(target=beat, daemon=True)
+    ticker.start()
+    rng = random.Random(42)
+    try:
+        wait_for(lambda: rows("SELECT 1 FROM profiles WHERE last_poll_at IS NOT NULL"), timeout=60,
+                 message="first start")
+        requests.post(f"{wappi.url}/_emulator/faults", json={"rate_5xx": 0.1, "rate_timeout": 0.1,
+                                                              "timeout_seconds": 4.0, "seed": 1}, timeout=5)
+        requests.post(f"{gemini.url}/_emulator/faults", json={"rate_429": 0.1, "retry_delay": "1s", "seed": 1},
+                      timeout=5)
+        phones = [f"7702{index:07d}" for index in range(args.conversations)]
+        kill_at = sorted(rng.sample(range(args.conversations), min(args.kills, args.conversations)))
+        restart_at = args.conversations // 2
+        for index, phone in enumerate(phones):
+            wappi.customer_message(PROFILE_ID, phone, f"Здравствуйте! Вопрос {index}: сколько стоит доставка?")
+            if index in kill_at:
+                victim = rng.choice(list(layout))
+                for child in workers.children(victim)[:1]:
+                    os.kill(child, signal.SIGKILL)
+            if index == restart_at:
+                redis_server.restart()
+            time.sleep(0.05)
+
+        def settled() -> bool:
+            pending = rows("SELECT count(*) FROM messages WHERE direction = 'in' AND status = 'received'")[0][0]
+            unsent = rows("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')")[0][0]
+            inbound = rows("SELECT count(*) FROM messages WHERE direction = 'in'")[0][0]
+            return inbound == args.conversations and pending == 0 and unsent == 0
+
+        try:
+            wait_for(settled, timeout=args.timeout, interval=2.0, message="all conversations to settle")
+        except AssertionError as exc:
+            print(f"not settled: {exc}", file=sys.stderr)
+    finally:
+        running.clear()
+        ticker.join(timeout=5)
+        seconds = time.monotonic() - started
+        sent = wappi.sent_messages(PROFILE_ID)
+        per_phone = Counter(item["phone"] for item in sent)
+        dead_letters = rows("SELECT count(*) FROM dead_letters")[0][0]
+        failed = rows("SELECT count(*) FROM messages WHERE direction = 'in' AND status = 'failed'")[0][0] + \
+            rows("SELECT count(*) FROM outbox WHERE status = 'failed'")[0][0]
+        replied = sum(1 for count in per_phone.values() if count >= 1)
+        duplicates = sum(count - 1 for count in per_phone.values() if count > 1)
+        lost = args.conversations - replied - failed
+        workers.stop_all()
+        redis_server.stop()
+        wappi.stop()
+        gemini.stop()
+    print(json.dumps({"conversations": args.conversations, "replies": replied, "duplicates": duplicates,
+                      "dead_letters": dead_letters, "lost": lost, "seconds": round(seconds, 1)}))
+    return 0 if duplicates == 0 and lost == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

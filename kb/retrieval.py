@@ -1,0 +1,88 @@
+"""Retrieval: the chunks most relevant to a conversation, within a token budget.
+
+BM25 (rank-bm25) over Russian word stems (snowballstemmer): it ranks well for short, keyword-heavy
+customer questions, needs no model, and works the same whatever the database. A knowledge base
+that fits in the budget is sent whole.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import snowballstemmer
+from rank_bm25 import BM25Okapi
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import KnowledgeChunk, KnowledgeFile
+
+WORD = re.compile(r"[0-9a-zа-я]+")
+_stemmer = snowballstemmer.stemmer("russian")
+
+
+def tokenize(text: str) -> list[str]:
+    words = WORD.findall(text.lower().replace("ё", "е"))
+    return [stem for stem in _stemmer.stemWords(words) if len(stem) > 1]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: int
+    order: tuple[str, int]
+    text: str
+    tokens: int
+
+
+class Index:
+    def __init__(self, chunks: list[Chunk]) -> None:
+        self.chunks = chunks
+        self.total_tokens = sum(chunk.tokens for chunk in chunks)
+        self._bm25 = BM25Okapi([tokenize(chunk.text) or ["_"] for chunk in chunks]) if chunks else None
+
+    def select(self, query: str, budget: int) -> list[Chunk]:
+        """The best chunks for `query` whose tokens add up to at most `budget`, in document order."""
+        if not self.chunks:
+            return []
+        if self.total_tokens <= budget:
+            return list(self.chunks)
+        assert self._bm25 is not None
+        scores = self._bm25.get_scores(tokenize(query))
+        ranked = sorted(range(len(self.chunks)), key=lambda index: (-scores[index], index))
+        chosen: list[Chunk] = []
+        used = 0
+        for index in ranked:
+            chunk = self.chunks[index]
+            if scores[index] <= 0 and chosen:
+                break  # the rest share no word with the question
+            if used + chunk.tokens <= budget:
+                chosen.append(chunk)
+                used += chunk.tokens
+        return sorted(chosen, key=lambda chunk: chunk.order)
+
+
+def _version(session: Session) -> tuple[int, int]:
+    count, newest = session.execute(select(func.count(KnowledgeChunk.id), func.max(KnowledgeChunk.id))).one()
+    return int(count or 0), int(newest or 0)
+
+
+@lru_cache(maxsize=2)
+def _load(version: tuple[int, int], database: str) -> Index:
+    from db.session import session_scope
+
+    with session_scope() as session:
+        rows = session.execute(select(KnowledgeChunk.id, KnowledgeFile.path, KnowledgeChunk.position,
+                                      KnowledgeChunk.text, KnowledgeChunk.tokens)
+                               .join(KnowledgeFile, KnowledgeFile.id == KnowledgeChunk.file_id)
+                               .order_by(KnowledgeFile.path, KnowledgeChunk.position)).all()
+    return Index([Chunk(id=row[0], order=(row[1], row[2]), text=row[3], tokens=row[4]) for row in rows])
+
+
+def current_index(session: Session) -> Index:
+    """This process's index, reloaded only when the table changed (one cheap query per call)."""
+    return _load(_version(session), str(session.get_bind().url))
+
+
+def knowledge_for(session: Session, query: str, budget: int) -> str:
+    return "\n\n".join(chunk.text for chunk in current_index(session).select(query, budget))
