@@ -16,7 +16,8 @@ STAGES: dict[str, tuple[str, str | None, int, int]] = {
     "pipeline.poll": ("poll", None, 50, 60),
     "pipeline.recover": ("poll", None, 50, 60),
     "pipeline.ingest": ("ingest", None, 20, 30),
-    "pipeline.respond": ("respond", "60/m", 90, 120),
+    "pipeline.classify": ("classify", "60/m", 90, 120),
+    "pipeline.respond": ("respond", "60/m", 150, 180),
     "pipeline.send": ("send", None, 40, 60),
 }
 

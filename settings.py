@@ -78,6 +78,51 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def _unit_interval(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekdays(raw: str) -> tuple[int, ...]:
+    """`mon-fri` or `mon,wed,fri` -> weekday numbers (Monday = 0)."""
+    days: set[int] = set()
+    for part in raw.strip().lower().split(","):
+        if "-" in part:
+            first, last = (WEEKDAYS.index(item.strip()) for item in part.split("-", 1))
+            if last < first:
+                raise ValueError(f"range {part!r} runs backwards")
+            days.update(range(first, last + 1))
+        elif part.strip():
+            days.add(WEEKDAYS.index(part.strip()))
+    if not days:
+        raise ValueError("names no day")
+    return tuple(sorted(days))
+
+
+def _hours(raw: str) -> tuple[int, int]:
+    """`10:00-18:00` -> minutes after midnight (600, 1080)."""
+    match = re.match(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$", raw)
+    if not match:
+        raise ValueError("must look like 10:00-18:00")
+    start = int(match.group(1)) * 60 + int(match.group(2))
+    end = int(match.group(3)) * 60 + int(match.group(4))
+    if not 0 <= start < end <= 24 * 60:
+        raise ValueError("the start must come before the end, within one day")
+    return start, end
+
+
+def _intervals(raw: str) -> tuple[int, ...]:
+    values = tuple(int(item) for item in raw.replace(" ", "").split(",") if item)
+    if not values or any(value <= 0 for value in values) or list(values) != sorted(set(values)):
+        raise ValueError("must be increasing positive hours, e.g. 24,72,168,336,720")
+    return values
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -113,6 +158,10 @@ class Settings:
                                        help="Gemini API version path")
     gemini_model: str = _setting("GEMINI_MODEL", _text, "gemini-3.8-flash",
                                  help="model for the sales agent's replies")
+    gemini_classify_model: str = _setting("GEMINI_CLASSIFY_MODEL", _text, "gemini-3.5-flash-lite",
+                                          help="model for lead classification")
+    gemini_transcribe_model: str = _setting("GEMINI_TRANSCRIBE_MODEL", _text, "gemini-3.5-flash",
+                                            help="model for voice-note transcription")
     gemini_timeout_ms: int = _setting("GEMINI_TIMEOUT_MS", _positive_int, 60_000,
                                       help="milliseconds before a Gemini call is abandoned")
     # Storage
@@ -129,6 +178,20 @@ class Settings:
                                   help="how the assistant names the business to customers")
     poll_interval: float = _setting("POLL_INTERVAL", _non_negative_float, 5.0,
                                     help="seconds between Wappi polls")
+    kb_dir: str = _setting("KB_DIR", _text, str(ROOT / "kb" / "docs"),
+                           help="folder of the knowledge base's PDF files")
+    kb_token_budget: int = _setting("KB_TOKEN_BUDGET", _positive_int, 3000,
+                                    help="most tokens of knowledge given to the model per reply")
+    classify_min_messages: int = _setting("CLASSIFY_MIN_MESSAGES", _positive_int, 3,
+                                          help="messages before an undecided contact's verdict counts")
+    classify_min_confidence: float = _setting("CLASSIFY_MIN_CONFIDENCE", _unit_interval, 0.8,
+                                              help="confidence that counts at once, with fewer messages")
+    working_days: tuple[int, ...] = _setting("WORKING_DAYS", _weekdays, (0, 1, 2, 3, 4),
+                                             help="days calls can be booked, e.g. mon-fri")
+    working_hours: tuple[int, int] = _setting("WORKING_HOURS", _hours, (600, 1080),
+                                              help="hours calls can be booked, e.g. 10:00-18:00")
+    call_minutes: int = _setting("CALL_DURATION_MINUTES", _positive_int, 30,
+                                 help="length of a booked call; it must end within working hours")
     history_limit: int = _setting("HISTORY_LIMIT", _positive_int, 20,
                                   help="messages of a contact's history given to the model")
     send_rate_per_minute: int = _setting("SEND_RATE_PER_MINUTE", _positive_int, 20,
@@ -202,6 +265,12 @@ def database_url_only(environ: Mapping[str, str] | None = None) -> str:
     defaults = {item.name: item.default for item in fields(Settings)}
     return _database_url((env.get("DATABASE_URL") or "").strip(),
                          (env.get("VAR_DIR") or "").strip() or defaults["var_dir"])
+
+
+def kb_dir_only(environ: Mapping[str, str] | None = None) -> Path:
+    """The knowledge-base folder alone, for `python -m kb build`."""
+    env = os.environ if environ is None else environ
+    return Path((env.get("KB_DIR") or "").strip() or str(ROOT / "kb" / "docs"))
 
 
 _cached: Settings | None = None

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from settings import get_settings
+from settings import database_url_only
 
 _engine: Engine | None = None
 _engine_pid: int | None = None
@@ -45,7 +45,7 @@ def get_engine() -> Engine:
     if _engine is None or _engine_pid != os.getpid():
         if _engine is not None:
             _engine.dispose(close=False)  # the parent's connections stay the parent's
-        _engine = make_engine(get_settings().effective_database_url)
+        _engine = make_engine(database_url_only())
         _engine_pid = os.getpid()
         _sessionmaker = sessionmaker(_engine, expire_on_commit=False)
     return _engine

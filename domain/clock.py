@@ -15,3 +15,11 @@ def human_datetime(moment: datetime, timezone: str) -> str:
     local = moment.astimezone(ZoneInfo(timezone))
     zone = ZONE_NAMES.get(timezone, timezone)
     return f"{local.day} {MONTHS_GENITIVE[local.month - 1]} {local.year}, {local:%H:%M} ({zone})"
+
+
+def human_slot(moment: datetime, timezone: str) -> str:
+    """`понедельник, 24 ноября, 10:00`."""
+    from domain.working_hours import DAY_NAMES
+
+    local = moment.astimezone(ZoneInfo(timezone))
+    return f"{DAY_NAMES[local.weekday()]}, {local.day} {MONTHS_GENITIVE[local.month - 1]}, {local:%H:%M}"

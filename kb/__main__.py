@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from db.session import session_scope
-    from kb.index import build_index
     from kb.extract import ExtractionError
+    from kb.index import build_index
     from settings import kb_dir_only
 
     folder = args.dir or kb_dir_only()

@@ -29,7 +29,7 @@ def extract_text(path: Path) -> tuple[str, str]:
 
         reader = PdfReader(path)
         text = "\n\n".join(page.extract_text() or "" for page in reader.pages).strip()
-    except Exception as exc:  # noqa: BLE001 - reported as our own error with the file named
+    except Exception as exc:
         raise ExtractionError(f"{path}: neither pdfplumber nor pypdf could read it ({exc})") from exc
     if not text:
         raise ExtractionError(f"{path}: no text found (a scanned PDF needs OCR first)")

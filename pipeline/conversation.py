@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from clients.gemini import Answer, GeminiClient
-from db.models import Contact, Message, ModelUsage, Outbox
+from clients.gemini import Answer
+from db.models import Contact, Message, ModelUsage, Outbox, ScheduledCall
 from db.session import insert_ignore
+from kb.retrieval import knowledge_for
 from prompts import render
 
 log = logging.getLogger(__name__)
+
+
+VOICE_MARK = "[голосовое сообщение, расшифровка]"
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,9 @@ def conversation_turns(session: Session, contact_id: int, limit: int) -> list[Tu
                            .order_by(Message.sent_at.desc(), Message.id.desc()).limit(limit)).all()
     turns: list[Turn] = []
     for row in reversed(rows):
-        text = row.transcription or row.text
+        text = row.text
+        if row.is_voice and row.transcription:
+            text = f"{VOICE_MARK} {row.transcription}"
         if not text:
             continue
         turns.append(Turn(role="user" if row.direction == "in" else "model", text=text))
@@ -76,26 +83,30 @@ class ReplyContext:
     contents: list[dict[str, Any]]
 
 
+def retrieval_query(turns: list[Turn], last: int = 3) -> str:
+    """What to look up in the knowledge base: the customer's last few messages (this contact's)."""
+    return "\n".join(turn.text for turn in [turn for turn in turns if turn.role == "user"][-last:])
+
+
 def reply_context(session: Session, message_id: int, *, history_limit: int, business_name: str,
-                  current_datetime: str) -> ReplyContext | None:
+                  current_datetime: str, working_hours: str, kb_budget: int) -> ReplyContext | None:
     """What the model needs to answer `message_id`, or None if it needs no answer any more."""
     message = session.get(Message, message_id)
     if message is None or message.status != "received":
         return None
     contact = session.get(Contact, message.contact_id)
     assert contact is not None
-    contents = to_contents(conversation_turns(session, contact.id, history_limit))
+    turns = conversation_turns(session, contact.id, history_limit)
+    contents = to_contents(turns)
     if not contents:
         return None
+    knowledge = knowledge_for(session, retrieval_query(turns), kb_budget) or "(база знаний пуста)"
     system_instruction = render("sales_agent", contact_name=contact.display_name or "клиент",
-                                business_name=business_name, current_datetime=current_datetime)
+                                business_name=business_name, current_datetime=current_datetime,
+                                working_hours=working_hours, knowledge_base=knowledge)
     return ReplyContext(message_id=message.id, contact_id=contact.id, profile_id=message.profile_id,
                         provider_message_id=message.provider_message_id,
                         system_instruction=system_instruction, contents=contents)
-
-
-def generate_reply(gemini: GeminiClient, context: ReplyContext) -> Answer:
-    return gemini.generate(context.contents, system_instruction=context.system_instruction)
 
 
 def record_usage(session: Session, purpose: str, answer: Answer, contact_id: int | None) -> None:
@@ -105,8 +116,9 @@ def record_usage(session: Session, purpose: str, answer: Answer, contact_id: int
                            total_tokens=answer.usage.total_tokens))
 
 
-def commit_reply(session: Session, context: ReplyContext, answer: Answer) -> int | None:
-    """Write the reply to the outbox and mark the message answered, atomically. Returns the
+def commit_reply(session: Session, context: ReplyContext, reply: str, answers: list[Answer], *,
+                 booked_at: datetime | None = None, timezone: str = "UTC") -> int | None:
+    """Write the reply (and a booked call) and mark the message answered, atomically. Returns the
     outbox id; a second run for the same message returns the first run's row and writes nothing."""
     claimed = session.execute(update(Message).where(
         Message.id == context.message_id, Message.status == "received").values(status="answered"))
@@ -115,13 +127,20 @@ def commit_reply(session: Session, context: ReplyContext, answer: Answer) -> int
         # Earlier unanswered messages of this contact were in the model's context: this reply
         # answers them too, so their own chains stop instead of answering out of order.
         session.execute(update(Message).where(
-            Message.contact_id == context.contact_id, Message.status == "received",
+            Message.contact_id == context.contact_id, Message.status.in_(("received", "waiting")),
             Message.id < context.message_id).values(status="answered"))
-        record_usage(session, "reply", answer, context.contact_id)
+        for answer in answers:
+            record_usage(session, "reply", answer, context.contact_id)
         insert_ignore(session, Outbox, {
             "profile_id": context.profile_id, "contact_id": context.contact_id,
-            "idempotency_key": key, "kind": "reply", "body": answer.text,
+            "idempotency_key": key, "kind": "reply", "body": reply,
             "reply_to_provider_id": context.provider_message_id,
             "source_message_id": context.message_id, "status": "pending",
         }, ["idempotency_key"])
+        if booked_at is not None:
+            insert_ignore(session, ScheduledCall, {
+                "contact_id": context.contact_id, "scheduled_at": booked_at, "timezone": timezone,
+                "status": "booked", "source_message_id": context.message_id,
+                "notes": f"booked by the assistant from message {context.provider_message_id}",
+            }, ["source_message_id"])
     return session.scalars(select(Outbox.id).where(Outbox.idempotency_key == key)).first()

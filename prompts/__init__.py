@@ -16,7 +16,12 @@ PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 # prompt name -> placeholders it must contain
 REQUIRED: dict[str, frozenset[str]] = {
-    "sales_agent": frozenset({"contact_name", "business_name", "current_datetime"}),
+    "moderator": frozenset({"contact_name", "full_name", "business_name", "business_name_of_contact"}),
+    "sales_agent": frozenset({"contact_name", "business_name", "current_datetime", "working_hours",
+                              "knowledge_base"}),
+    "follow_up": frozenset({"contact_name", "business_name", "touch_number", "current_datetime",
+                            "hours_since", "last_client_message", "last_bot_message",
+                            "conversation_history", "knowledge_base"}),
 }
 
 

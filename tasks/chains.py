@@ -7,12 +7,14 @@ from celery.canvas import Signature
 
 
 def conversation_chain(message_id: int) -> Signature:
-    """ingest -> respond -> send. Each stage returns the id the next one needs, or None to stop."""
+    """ingest -> classify -> respond -> send. Each stage returns the id the next one needs, or
+    None to stop the chain there."""
+    from tasks.classify import classify
     from tasks.ingest import ingest
     from tasks.respond import respond
     from tasks.send import send
 
-    return chain(ingest.si(message_id), respond.s(), send.s())
+    return chain(ingest.si(message_id), classify.s(), respond.s(), send.s())
 
 
 def start_conversations(message_ids: list[int]) -> None:

@@ -1,22 +1,29 @@
-"""Stage `respond`: ask the model for the answer and write it to the outbox."""
+"""Stage `respond`: the sales agent writes the answer (and maybe books a call) into the outbox."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
-
-import redis
 
 from clients.gemini import get_client
 from db.models import Message
 from db.session import session_scope
 from domain.clock import human_datetime
-from infra.redis import get_redis, key
-from pipeline.conversation import commit_reply, generate_reply, reply_context
-from settings import get_settings
+from domain.working_hours import WorkingHours
+from pipeline.agent import answer_customer
+from pipeline.conversation import commit_reply, reply_context
+from settings import Settings, get_settings
 from tasks.app import app
-from tasks.base import Defer, MessageStageTask
+from tasks.base import MessageStageTask
+from tasks.locks import contact_turn
 
-CONTACT_LOCK_SECONDS = 150  # longer than the task's hard time limit
+log = logging.getLogger(__name__)
+
+
+def working_hours(settings: Settings) -> WorkingHours:
+    start, end = settings.working_hours
+    return WorkingHours(timezone=settings.timezone, days=settings.working_days, start_minute=start,
+                        end_minute=end, call_minutes=settings.call_minutes)
 
 
 @app.task(base=MessageStageTask, name="pipeline.respond")
@@ -24,27 +31,26 @@ def respond(message_id: int | None) -> int | None:
     if message_id is None:
         return None
     settings = get_settings()
+    hours = working_hours(settings)
     with session_scope() as session:
         message = session.get(Message, message_id)
-        if message is None:
+        if message is None or message.status != "received":
             return None
         contact_id = message.contact_id
-    # One answer at a time per contact, so answers follow the customer's message order.
-    lock = get_redis().lock(key("contact-lock", contact_id), timeout=CONTACT_LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        raise Defer(f"contact {contact_id} is being answered", countdown=2.0)
-    try:
+    with contact_turn(contact_id):
+        now = datetime.now(UTC)
         with session_scope() as session:
             context = reply_context(session, message_id, history_limit=settings.history_limit,
                                     business_name=settings.business_name,
-                                    current_datetime=human_datetime(datetime.now(UTC), settings.timezone))
+                                    current_datetime=human_datetime(now, settings.timezone),
+                                    working_hours=f"{hours.describe()} ({settings.timezone})",
+                                    kb_budget=settings.kb_token_budget)
             if context is None:  # answered already, or nothing to answer
                 return None
-        answer = generate_reply(get_client(), context)
+        result = answer_customer(get_client(), context.contents, context.system_instruction, hours, now)
+        if result.refused:
+            log.info("respond contact %s: requested call time refused (%s); slots offered",
+                     contact_id, result.refused)
         with session_scope() as session:
-            return commit_reply(session, context, answer)
-    finally:
-        try:
-            lock.release()
-        except redis.exceptions.LockError:
-            pass  # expired while we worked: another worker may hold it now, and that is fine
+            return commit_reply(session, context, result.reply, result.answers, booked_at=result.booked_at,
+                                timezone=settings.timezone)

@@ -58,8 +58,9 @@ def _create_database() -> None:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)'))
         connection.execute(sa.text(f'CREATE DATABASE "{TEST_DB}"'))
     admin.dispose()
-    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, check=True,
-                   env={**os.environ}, capture_output=True)
+    for command in (["alembic", "upgrade", "head"], ["kb", "build"]):
+        subprocess.run([sys.executable, "-m", *command], cwd=ROOT, check=True, env={**os.environ},
+                       capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +112,7 @@ def clean(wappi: WappiEmulator, gemini: GeminiEmulator, database: str, redis_cli
     engine = get_engine()
     with engine.begin() as connection:
         connection.execute(sa.text(
-            "TRUNCATE model_usage, dead_letters, scheduled_calls, follow_ups, whitelist, outbox, "
+            "TRUNCATE model_usage, dead_letters, scheduled_calls, follow_ups, whitelist, outbox, "  # not kb_*
             "messages, contacts, profiles RESTART IDENTITY CASCADE"))
     for redis_key in redis_client.scan_iter("assistant:*"):
         redis_client.delete(redis_key)

@@ -66,7 +66,7 @@ def test_rejected_send_is_dead_lettered_and_replayed_exactly_once(wappi: WappiEm
 
 def test_model_rejection_stops_the_chain_and_replay_resumes_it(wappi: WappiEmulator, gemini: Any) -> None:
     run_poll()
-    gemini.script([{"status": 400}])  # e.g. a bad request: not retried
+    gemini.script([{"status": 400, "match": "БАЗА ЗНАНИЙ"}])  # the sales agent gets a 400: not retried
     customer_says(wappi, "77077777777", "Добрый день! Сколько стоит торт?")
     run_poll()
     letter = wait_for(lambda: rows("SELECT id, task_name, chain FROM dead_letters"), message="a dead letter")[0]
