@@ -13,7 +13,7 @@ def estimate_tokens(text: str) -> int:
     return max(1, -(-len(text) // CHARS_PER_TOKEN))
 
 
-def split_chunks(text: str, max_chars: int = 700) -> list[str]:
+def split_chunks(text: str, max_chars: int = 500) -> list[str]:
     """Whole lines grouped into chunks of at most `max_chars` (a longer line is cut at words)."""
     chunks: list[str] = []
     current: list[str] = []
