@@ -21,3 +21,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf var build *.egg-info
+
+eval: $(STAMP)
+	$(BIN)/python -m tests.eval.run

@@ -19,6 +19,9 @@ STAGES: dict[str, tuple[str, str | None, int, int]] = {
     "pipeline.classify": ("classify", "60/m", 90, 120),
     "pipeline.respond": ("respond", "60/m", 150, 180),
     "pipeline.send": ("send", None, 40, 60),
+    "pipeline.transcribe": ("transcribe", None, 150, 180),
+    "pipeline.followup_sweep": ("followup", None, 50, 60),
+    "pipeline.follow_up": ("followup", None, 90, 120),
 }
 
 # Delays longer than this are database rows read by a sweep, never countdowns (see README).
@@ -79,6 +82,11 @@ beat_schedule = {
         "schedule": _settings.poll_interval,
         # A poll that waited longer than its interval is stale: drop it, the next one is coming.
         "options": {"queue": "poll", "expires": max(_settings.poll_interval, 1.0)},
+    },
+    "follow-up-sweep": {
+        "task": "pipeline.followup_sweep",
+        "schedule": 60.0,
+        "options": {"queue": "followup", "expires": 60},
     },
     "recover-stranded": {
         "task": "pipeline.recover",

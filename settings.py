@@ -192,6 +192,15 @@ class Settings:
                                               help="hours calls can be booked, e.g. 10:00-18:00")
     call_minutes: int = _setting("CALL_DURATION_MINUTES", _positive_int, 30,
                                  help="length of a booked call; it must end within working hours")
+    follow_up_intervals: tuple[int, ...] = _setting(
+        "FOLLOW_UP_INTERVALS", _intervals, (24, 72, 168, 336, 720),
+        help="hours after our unanswered reply at which the follow-up touches are due")
+    max_audio_bytes: int = _setting("MAX_AUDIO_BYTES", _positive_int, 15 * 1024 * 1024,
+                                    help="voice notes larger than this are not sent to the model")
+    voice_fallback_text: str = _setting(
+        "VOICE_FALLBACK_TEXT", _text,
+        "Извините, не получилось разобрать голосовое сообщение. Напишите, пожалуйста, текстом — ответим сразу.",
+        help="what a customer gets when their voice note can't be transcribed")
     history_limit: int = _setting("HISTORY_LIMIT", _positive_int, 20,
                                   help="messages of a contact's history given to the model")
     send_rate_per_minute: int = _setting("SEND_RATE_PER_MINUTE", _positive_int, 20,

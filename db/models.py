@@ -69,7 +69,12 @@ class Profile(Base):
 
 class Contact(Base):
     __tablename__ = "contacts"
-    __table_args__ = (UniqueConstraint("profile_id", "phone", name="uq_contacts_profile_phone"),)
+    __table_args__ = (
+        UniqueConstraint("profile_id", "phone", name="uq_contacts_profile_phone"),
+        # The follow-up sweep's "who went silent after our reply" query reads only this index.
+        Index("ix_contacts_awaiting_follow_up", "last_message_at",
+              postgresql_where=text("awaiting_follow_up"), sqlite_where=text("awaiting_follow_up")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
@@ -86,6 +91,10 @@ class Contact(Base):
     last_message_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # Poll cursor: the newest provider message id of this chat already stored.
     last_seen_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    last_author: Mapped[str | None] = mapped_column(String(10), nullable=True)  # author of the last message
+    last_inbound_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # True while the chat ends with our reply and no follow-up chain covers that silence yet.
+    awaiting_follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     paused_until: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -166,6 +175,10 @@ class FollowUp(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(12), default="active")  # active|stopped|completed
     touch_number: Mapped[int] = mapped_column(Integer, default=0)  # touches already sent
+    # The bot message whose silence the chain follows up; touches are timed from it.
+    anchor_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the next touch is due. A claimed touch moves it forward by a lease, so a lost job is
+    # claimed again later; the outbox key (chain, touch) keeps that from sending twice.
     next_touch_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_touch_at: Mapped[datetime | None] = mapped_column(nullable=True)
     stop_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from clients.wappi import SendResult, WappiClient, WappiNotFoundError
 from db.models import Contact, Message, Outbox, utcnow
 from db.session import insert_ignore
+from pipeline.contacts import note_message
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,10 @@ def mark_sent(session: Session, outbox_id: int, result: SendResult) -> None:
         "type": "chat", "text": row.body, "status": "sent", "sent_at": sent_at,
     }, ["profile_id", "provider_message_id"])
     contact = session.get(Contact, row.contact_id)
-    if contact is not None and (contact.last_message_at is None or contact.last_message_at < sent_at):
-        contact.last_message_at = sent_at
+    if contact is not None:
+        note_message(session, contact, "bot", sent_at)
+        if row.kind == "reply" and contact.last_author == "bot":
+            contact.awaiting_follow_up = True  # the follow-up sweep watches this silence
 
 
 def mark_failed(session: Session, outbox_id: int, error: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from clients.wappi import Dialog, WappiClient, WappiError, WappiMessage
 from db.models import Contact, Message, Profile
 from db.session import insert_ignore
+from pipeline.contacts import note_message, upsert_contact
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 CHATS_PAGE = 100
 MESSAGES_PAGE = 50
 ANSWERABLE_TYPES = frozenset({"chat", "text"})
+VOICE_TYPES = frozenset({"ptt", "audio"})
+CAPTIONED_TYPES = frozenset({"image", "document", "video"})
 
 
 @dataclass(frozen=True)
@@ -45,21 +48,6 @@ def ensure_profile(session: Session, settings: Settings) -> Profile:
     profile = session.scalars(select(Profile).where(
         Profile.profile_id == settings.wappi_profile_id)).one()
     return profile
-
-
-def upsert_contact(session: Session, profile_id: int, phone: str, chat_id: str, *,
-                   first_name: str = "", full_name: str = "", push_name: str = "",
-                   business_name: str = "") -> Contact:
-    insert_ignore(session, Contact, {"profile_id": profile_id, "phone": phone, "chat_id": chat_id},
-                  ["profile_id", "phone"])
-    contact = session.scalars(select(Contact).where(
-        Contact.profile_id == profile_id, Contact.phone == phone)).one()
-    # Wappi omits name fields it doesn't know; never blank out a name we had.
-    for attribute, value in (("first_name", first_name), ("full_name", full_name),
-                             ("push_name", push_name), ("business_name", business_name)):
-        if value and getattr(contact, attribute) != value:
-            setattr(contact, attribute, value)
-    return contact
 
 
 def _changed_dialogs(session: Session, wappi: WappiClient, profile: Profile) -> tuple[int, list[Dialog]]:
@@ -112,11 +100,16 @@ def store_message(session: Session, profile: Profile, contact: Contact, message:
     `history` marks messages that were there before the product first started: recorded, never
     answered.
     """
+    text = message.text if message.type in ANSWERABLE_TYPES else ""
+    if message.type in CAPTIONED_TYPES:
+        text = message.caption  # an image or document with a caption goes on as the caption's text
     if message.from_me:
         direction, author, status = "out", ("bot" if message.from_api else "phone"), "sent"
     else:
         direction, author = "in", "customer"
-        answerable = message.type in ANSWERABLE_TYPES and bool(message.text.strip())
+        # Text, a voice note (transcribed first) or a captioned file is answered; stickers,
+        # reactions, locations, contacts and empty bodies are recorded only.
+        answerable = message.type in VOICE_TYPES or bool(text.strip())
         if history:
             status = "history"
         elif not answerable:
@@ -126,14 +119,12 @@ def store_message(session: Session, profile: Profile, contact: Contact, message:
     sent_at = datetime.fromtimestamp(message.time or now, UTC)
     row_id = insert_ignore(session, Message, {
         "profile_id": profile.id, "contact_id": contact.id, "provider_message_id": message.id,
-        "direction": direction, "author": author, "type": message.type,
-        "text": message.text or message.caption, "is_voice": message.type in ("ptt", "audio"),
-        "status": status, "sent_at": sent_at,
+        "direction": direction, "author": author, "type": message.type, "text": text,
+        "is_voice": message.type in VOICE_TYPES, "status": status, "sent_at": sent_at,
     }, ["profile_id", "provider_message_id"])
     if row_id is None:
         return None
-    if contact.last_message_at is None or sent_at > contact.last_message_at:
-        contact.last_message_at = sent_at
+    note_message(session, contact, author, sent_at, text=text, history=history)
     return row_id if status == "received" else None
 
 

@@ -19,6 +19,7 @@ REQUIRED: dict[str, frozenset[str]] = {
     "moderator": frozenset({"contact_name", "full_name", "business_name", "business_name_of_contact"}),
     "sales_agent": frozenset({"contact_name", "business_name", "current_datetime", "working_hours",
                               "knowledge_base"}),
+    "transcribe": frozenset(),
     "follow_up": frozenset({"contact_name", "business_name", "touch_number", "current_datetime",
                             "hours_since", "last_client_message", "last_bot_message",
                             "conversation_history", "knowledge_base"}),

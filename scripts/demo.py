@@ -31,8 +31,8 @@ DEMO_TOKEN = "demo-wappi-token"
 DEMO_KEY = "demo-gemini-key"
 CUSTOMER_PHONE = "77017654321"
 CONVERSATION = [
-    "Здравствуйте! Подскажите, сколько стоит доставка по Алматы?",
-    "А если заказать сегодня, когда привезут?",
+    "Здравствуйте! Хочу заказать торт на день рождения. Сколько стоит доставка по Алматы?",
+    "А сколько стоит торт Красный бархат?",
     "Спасибо, я подумаю и напишу.",
 ]
 
@@ -195,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             import redis
 
             redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-        migrate = subprocess.run([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env,
-                                 capture_output=True, text=True)
-        if migrate.returncode != 0:
-            raise SystemExit(f"migration failed:\n{migrate.stderr[-3000:]}")
+        for step in (["alembic", "upgrade", "head"], ["kb", "build"]):
+            done = subprocess.run([PYTHON, "-m", *step], cwd=ROOT, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"{' '.join(step)} failed:\n{done.stderr[-3000:]}")
         print(f"[demo] database ready ({'PostgreSQL/configured' if env.get('DATABASE_URL') else 'SQLite'})")
         processes.start("worker", [PYTHON, "-m", "celery", "-A", "tasks", "worker", "-l", "INFO", "-c", "2",
                                    "-Q", "poll,ingest,transcribe,classify,respond,send,followup",

@@ -7,14 +7,15 @@ from celery.canvas import Signature
 
 
 def conversation_chain(message_id: int) -> Signature:
-    """ingest -> classify -> respond -> send. Each stage returns the id the next one needs, or
-    None to stop the chain there."""
+    """ingest -> transcribe -> classify -> respond -> send. Each stage returns the id the next
+    one needs, or None to stop the chain there; `transcribe` passes text messages straight on."""
     from tasks.classify import classify
     from tasks.ingest import ingest
     from tasks.respond import respond
     from tasks.send import send
+    from tasks.transcribe import transcribe
 
-    return chain(ingest.si(message_id), classify.s(), respond.s(), send.s())
+    return chain(ingest.si(message_id), transcribe.s(), classify.s(), respond.s(), send.s())
 
 
 def start_conversations(message_ids: list[int]) -> None:

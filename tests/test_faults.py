@@ -65,7 +65,7 @@ def faults(wappi: WappiEmulator, **config: Any) -> None:
 
 def test_no_reply_lost_or_doubled_under_faults(stack: Stack, wappi: WappiEmulator,
                                                gemini: GeminiEmulator) -> None:
-    stack.workers.start("stages", "poll,ingest,respond", concurrency=2)
+    stack.workers.start("stages", "poll,ingest,classify,respond", concurrency=2)
     stack.workers.start("send", "send", concurrency=1)
 
     polling = threading.Event()

@@ -1,0 +1,48 @@
+"""Contacts: one row per chat partner, with the summary of its chat the later stages rely on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.models import Contact, FollowUp
+from db.session import insert_ignore
+from domain.answers import short_answer
+
+
+def upsert_contact(session: Session, profile_id: int, phone: str, chat_id: str, *,
+                   first_name: str = "", full_name: str = "", push_name: str = "",
+                   business_name: str = "") -> Contact:
+    insert_ignore(session, Contact, {"profile_id": profile_id, "phone": phone, "chat_id": chat_id},
+                  ["profile_id", "phone"])
+    contact = session.scalars(select(Contact).where(
+        Contact.profile_id == profile_id, Contact.phone == phone)).one()
+    # Wappi omits name fields it doesn't know; never blank out a name we had.
+    for attribute, value in (("first_name", first_name), ("full_name", full_name),
+                             ("push_name", push_name), ("business_name", business_name)):
+        if value and getattr(contact, attribute) != value:
+            setattr(contact, attribute, value)
+    return contact
+
+
+def note_message(session: Session, contact: Contact, author: str, sent_at: datetime, *, text: str = "",
+                 history: bool = False) -> None:
+    """Keep the contact's summary of its chat current, and stop follow-ups the message ends."""
+    if contact.last_message_at is None or sent_at >= contact.last_message_at:
+        contact.last_message_at = sent_at
+        contact.last_author = author
+    if author == "customer" and not history:
+        contact.last_inbound_at = max(sent_at, contact.last_inbound_at or sent_at)
+        contact.awaiting_follow_up = False
+        meaning = short_answer(text)
+        reason = {"yes": "client_said_yes", "no": "client_said_no"}.get(meaning or "", "client_responded")
+        stop_follow_ups(session, contact.id, reason)
+
+
+def stop_follow_ups(session: Session, contact_id: int, reason: str) -> int:
+    """Stop the contact's active follow-up chain for good; returns how many were stopped."""
+    result = session.execute(update(FollowUp).where(FollowUp.contact_id == contact_id, FollowUp.status == "active")
+                             .values(status="stopped", stop_reason=reason, next_touch_at=None))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # CursorResult of an UPDATE

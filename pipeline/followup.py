@@ -1,0 +1,191 @@
+"""The follow-up ladder: start a chain when a lead goes silent after our reply, and send its touches.
+
+Long delays are rows in `follow_ups` that a sweep reads every minute, never Celery countdowns.
+A due touch is claimed atomically (`FOR UPDATE SKIP LOCKED` on PostgreSQL; an UPDATE guarded by
+the old value elsewhere), and its outbox key is (chain, touch number), so two sweeps at once
+never send a touch twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError
+from db.models import Contact, FollowUp, Message, Outbox
+from db.session import insert_ignore
+from domain.answers import short_answer
+from domain.clock import human_datetime
+from domain.working_hours import WorkingHours
+from kb.retrieval import knowledge_for
+from pipeline.conversation import conversation_turns, record_usage
+from prompts import render
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(minutes=15)  # a claimed touch whose job was lost is claimed again after this
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "enum": ["yes", "no", "unclear"]}},
+    "required": ["answer"],
+}
+ANSWER_INSTRUCTION = (
+    "Определи, что ответил клиент на предложение менеджера: согласие (yes), отказ (no) или ни то, ни другое "
+    "(unclear: думает, сомневается, задаёт вопрос). Например, «нет проблем, давайте» — yes, «да нет, не надо» — no. "
+    'Ответь JSON-объектом {"answer": "yes" | "no" | "unclear"}.'
+)
+
+
+def follow_up_key(chain_id: int, touch_number: int) -> str:
+    return f"follow_up:{chain_id}:{touch_number}"
+
+
+def touch_due_at(hours: WorkingHours, anchor: datetime, intervals: tuple[int, ...], touch_number: int) -> datetime:
+    """When touch `touch_number` (1-based) is due: its interval after the anchor, moved into working hours."""
+    return hours.next_open(anchor + timedelta(hours=intervals[touch_number - 1]))
+
+
+def start_chains(session: Session, now: datetime, hours: WorkingHours, intervals: tuple[int, ...],
+                 limit: int = 10_000) -> int:
+    """Start a chain for each lead whose chat has ended with our reply for at least the first interval."""
+    cutoff = now - timedelta(hours=intervals[0])
+    query = (select(Contact).where(Contact.awaiting_follow_up.is_(True), Contact.last_message_at <= cutoff)
+             .order_by(Contact.last_message_at).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    started = 0
+    for contact in session.scalars(query):
+        contact.awaiting_follow_up = False
+        if contact.is_client is not True or contact.opted_out or contact.last_author != "bot":
+            continue
+        if contact.paused_until is not None and contact.paused_until > now:
+            continue
+        anchor = contact.last_message_at or now
+        row = insert_ignore_chain(session, contact.id, anchor, touch_due_at(hours, anchor, intervals, 1))
+        started += 1 if row else 0
+    return started
+
+
+def insert_ignore_chain(session: Session, contact_id: int, anchor: datetime, first_due: datetime) -> int | None:
+    """A new active chain, unless the contact has one (a partial unique index backs this up)."""
+    if session.scalar(select(FollowUp.id).where(FollowUp.contact_id == contact_id, FollowUp.status == "active")):
+        return None
+    chain = FollowUp(contact_id=contact_id, status="active", touch_number=0, anchor_at=anchor,
+                     next_touch_at=first_due)
+    session.add(chain)
+    session.flush()
+    return chain.id
+
+
+def claim_due(session: Session, now: datetime, limit: int = 10_000) -> list[tuple[int, int]]:
+    """Claim every due touch: (chain id, touch number). The lease pushes it out of the next sweep."""
+    query = (select(FollowUp.id, FollowUp.touch_number, FollowUp.next_touch_at)
+             .where(FollowUp.status == "active", FollowUp.next_touch_at <= now)
+             .order_by(FollowUp.next_touch_at).limit(limit))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        query = query.with_for_update(skip_locked=True)
+    claimed: list[tuple[int, int]] = []
+    rows = session.execute(query).all()
+    for chain_id, touched, due in rows:
+        # Guarded by the old value: on a database without SKIP LOCKED, only one sweep wins.
+        result = session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.next_touch_at == due,
+                                                        FollowUp.status == "active")
+                                 .values(next_touch_at=now + CLAIM_LEASE))
+        if result.rowcount == 1:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+            claimed.append((chain_id, touched + 1))
+    return claimed
+
+
+@dataclass(frozen=True)
+class TouchPlan:
+    chain_id: int
+    contact_id: int
+    profile_id: int
+    touch_number: int
+    system_instruction: str
+    contents: list[dict[str, Any]]
+    last_client_text: str
+
+
+def stop(session: Session, chain_id: int, reason: str) -> None:
+    session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.status == "active")
+                    .values(status="stopped", stop_reason=reason, next_touch_at=None))
+
+
+def plan_touch(session: Session, chain_id: int, touch_number: int, now: datetime, *, business_name: str,
+               timezone: str, kb_budget: int, history_limit: int) -> TouchPlan | str | None:
+    """What touch `touch_number` needs, a stop reason (str), or None when there is nothing to do."""
+    chain = session.get(FollowUp, chain_id)
+    if chain is None or chain.status != "active" or chain.touch_number != touch_number - 1:
+        return None  # already sent, or the chain ended
+    contact = session.get(Contact, chain.contact_id)
+    assert contact is not None
+    if contact.opted_out:
+        return "opted_out"
+    if contact.paused_until is not None and contact.paused_until > now:
+        return "human_replied"
+    turns = conversation_turns(session, contact.id, history_limit)
+    last_client = next((turn.text for turn in reversed(turns) if turn.role == "user"), "")
+    last_bot = next((turn.text for turn in reversed(turns) if turn.role == "model"), "")
+    last_inbound = contact.last_inbound_at or chain.anchor_at
+    hours_since = max(0, int((now - last_inbound).total_seconds() // 3600))
+    history = "\n".join(f"{'Клиент' if turn.role == 'user' else 'Мы'}: {turn.text}" for turn in turns)
+    knowledge = knowledge_for(session, last_client, kb_budget) or "(база знаний пуста)"
+    system = render("follow_up", contact_name=contact.display_name or "клиент", business_name=business_name,
+                    touch_number=str(touch_number), current_datetime=human_datetime(now, timezone),
+                    hours_since=str(hours_since), last_client_message=last_client, last_bot_message=last_bot,
+                    conversation_history=history, knowledge_base=knowledge)
+    contents = [{"role": "user", "parts": [{"text": f"Напиши касание номер {touch_number}."}]}]
+    return TouchPlan(chain_id=chain_id, contact_id=contact.id, profile_id=contact.profile_id,
+                     touch_number=touch_number, system_instruction=system, contents=contents,
+                     last_client_text=last_client)
+
+
+def answer_meaning(gemini: GeminiClient, text: str, model: str) -> tuple[str, Answer | None]:
+    """"yes", "no", "maybe" or "unclear": a short exact answer at once, anything else by the model."""
+    quick = short_answer(text)
+    if quick is not None or not text.strip():
+        return quick or "unclear", None
+    try:
+        answer = gemini.generate([{"role": "user", "parts": [{"text": text}]}],
+                                 system_instruction=ANSWER_INSTRUCTION, response_schema=ANSWER_SCHEMA, model=model)
+    except GeminiEmptyAnswerError:
+        return "unclear", None
+    try:
+        meaning = json.loads(answer.text).get("answer")
+    except (ValueError, AttributeError):
+        meaning = None
+    return (meaning if meaning in ("yes", "no") else "unclear"), answer
+
+
+def commit_touch(session: Session, plan: TouchPlan, answer: Answer, now: datetime, hours: WorkingHours,
+                 intervals: tuple[int, ...]) -> int | None:
+    """Write the touch to the outbox and move the chain on, atomically. Returns the outbox id."""
+    chain = session.get(FollowUp, plan.chain_id)
+    key = follow_up_key(plan.chain_id, plan.touch_number)
+    if chain is not None and chain.status == "active" and chain.touch_number == plan.touch_number - 1:
+        record_usage(session, "follow_up", answer, plan.contact_id)
+        insert_ignore(session, Outbox, {
+            "profile_id": plan.profile_id, "contact_id": plan.contact_id, "idempotency_key": key,
+            "kind": "follow_up", "body": answer.text, "status": "pending",
+        }, ["idempotency_key"])
+        chain.touch_number = plan.touch_number
+        chain.last_touch_at = now
+        if plan.touch_number >= len(intervals):
+            chain.status, chain.stop_reason, chain.next_touch_at = "completed", "completed_5_touches", None
+        else:
+            chain.next_touch_at = touch_due_at(hours, chain.anchor_at, intervals, plan.touch_number + 1)
+    return session.scalar(select(Outbox.id).where(Outbox.idempotency_key == key))
+
+
+def last_inbound_message(session: Session, contact_id: int) -> Message | None:
+    return session.scalars(select(Message).where(Message.contact_id == contact_id, Message.direction == "in",
+                                                 or_(Message.status != "history", Message.status.is_(None)))
+                           .order_by(Message.sent_at.desc(), Message.id.desc()).limit(1)).first()

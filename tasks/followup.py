@@ -1,0 +1,77 @@
+"""The follow-up ladder: a beat sweep every minute, and one task per due touch."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from clients.gemini import get_client
+from db.session import session_scope
+from pipeline.followup import answer_meaning, claim_due, commit_touch, plan_touch, start_chains, stop
+from settings import get_settings
+from tasks.app import app
+from tasks.base import PipelineTask
+from tasks.respond import working_hours
+
+log = logging.getLogger(__name__)
+
+
+def sweep_once(now: datetime) -> list[tuple[int, int]]:
+    """Start chains that are due to start and claim due touches; returns the claimed touches."""
+    settings = get_settings()
+    hours = working_hours(settings)
+    with session_scope() as session:
+        started = start_chains(session, now, hours, settings.follow_up_intervals)
+    with session_scope() as session:
+        claimed = claim_due(session, now)
+    if started or claimed:
+        log.info("follow-up sweep: %d chains started, %d touches due", started, len(claimed))
+    return claimed
+
+
+@app.task(base=PipelineTask, name="pipeline.followup_sweep")
+def followup_sweep() -> int:
+    claimed = sweep_once(datetime.now(UTC))
+    for chain_id, touch_number in claimed:  # enqueued after the claim committed
+        follow_up.delay(chain_id, touch_number)
+    return len(claimed)
+
+
+def run_touch(chain_id: int, touch_number: int, now: datetime) -> int | None:
+    """Write and queue one touch; returns its outbox id, or None when the chain stopped instead."""
+    settings = get_settings()
+    hours = working_hours(settings)
+    gemini = get_client()
+    with session_scope() as session:
+        plan = plan_touch(session, chain_id, touch_number, now, business_name=settings.business_name,
+                          timezone=settings.timezone, kb_budget=settings.kb_token_budget,
+                          history_limit=settings.history_limit)
+        if isinstance(plan, str):
+            stop(session, chain_id, plan)
+            return None
+    if plan is None:
+        return None
+    if touch_number == 1:
+        # A chain follows up silence or hesitation, never a clear yes or no.
+        meaning, answer = answer_meaning(gemini, plan.last_client_text, settings.gemini_classify_model)
+        if meaning in ("yes", "no"):
+            with session_scope() as session:
+                stop(session, chain_id, f"client_said_{meaning}")
+                if answer is not None:
+                    from pipeline.conversation import record_usage
+
+                    record_usage(session, "follow_up", answer, plan.contact_id)
+            return None
+    answer = gemini.generate(plan.contents, system_instruction=plan.system_instruction)
+    with session_scope() as session:
+        return commit_touch(session, plan, answer, now, hours, settings.follow_up_intervals)
+
+
+@app.task(base=PipelineTask, name="pipeline.follow_up")
+def follow_up(chain_id: int, touch_number: int) -> int | None:
+    from tasks.send import send
+
+    outbox_id = run_touch(chain_id, touch_number, datetime.now(UTC))
+    if outbox_id is not None:
+        send.delay(outbox_id)
+    return outbox_id

@@ -1,0 +1,1 @@
+"""Evaluation of the moderator prompt on labelled synthetic dialogues (`make eval`)."""
