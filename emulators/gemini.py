@@ -290,8 +290,9 @@ def detect_lead(user_text: str) -> tuple[bool | None, float, str]:
 
 def detect_decision(text: str) -> str:
     """Classify a reply to a yes/no question as "yes", "no" or "unclear"."""
-    tokens = WORD.findall(_normalize(text))
-    joined = f" {' '.join(tokens)} "
+    joined = f" {' '.join(WORD.findall(_normalize(text)))} "
+    joined = joined.replace(" нет проблем ", " ок ").replace(" без проблем ", " ок ")  # idioms for yes
+    tokens = joined.split()
     if "нет" in tokens or any(f" {phrase} " in joined for phrase in NO_PHRASES):
         return "no"
     if YES_WORDS.intersection(tokens):

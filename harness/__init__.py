@@ -34,6 +34,21 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
+_emulators: tuple[Any, Any] | None = None
+
+
+def shared_emulators(token: str, profile_id: str, api_key: str) -> tuple[Any, Any]:
+    """One Wappi and one Gemini emulator per process, started on first use."""
+    global _emulators
+    if _emulators is None:
+        from emulators.gemini import GeminiEmulator
+        from emulators.wappi import WappiEmulator
+
+        _emulators = (WappiEmulator(token=token, profile_ids=(profile_id,)).start(),
+                      GeminiEmulator(api_key=api_key).start())
+    return _emulators
+
+
 def redis_binary() -> str:
     import shutil
 

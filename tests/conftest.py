@@ -42,12 +42,11 @@ BASE_ENV = {
 # The emulators' URLs are added once they listen (see the session fixtures).
 for name, value in BASE_ENV.items():
     os.environ[name] = value
-os.environ.setdefault("WAPPI_BASE_URL", "http://127.0.0.1:1")  # replaced below, before any use
 sys.path.insert(0, str(ROOT))
 
 from emulators.gemini import GeminiEmulator  # noqa: E402
 from emulators.wappi import WappiEmulator  # noqa: E402
-from harness import WorkerPool, wait_for  # noqa: E402
+from harness import WorkerPool, shared_emulators, wait_for  # noqa: E402
 
 
 def _create_database() -> None:
@@ -63,18 +62,23 @@ def _create_database() -> None:
                        capture_output=True)
 
 
+# Started before any test imports the settings, so every process sees the emulators' URLs. Test
+# modules import this file again as `tests.conftest`; the harness keeps one pair per process.
+_WAPPI, _GEMINI = shared_emulators(WAPPI_TOKEN, PROFILE_ID, GEMINI_KEY)
+os.environ["WAPPI_BASE_URL"] = _WAPPI.url
+os.environ["GEMINI_BASE_URL"] = _GEMINI.url
+
+
 @pytest.fixture(scope="session")
 def wappi() -> Iterator[WappiEmulator]:
-    with WappiEmulator(token=WAPPI_TOKEN, profile_ids=(PROFILE_ID,)) as emulator:
-        os.environ["WAPPI_BASE_URL"] = emulator.url
-        yield emulator
+    yield _WAPPI
+    _WAPPI.stop()
 
 
 @pytest.fixture(scope="session")
 def gemini() -> Iterator[GeminiEmulator]:
-    with GeminiEmulator(api_key=GEMINI_KEY) as emulator:
-        os.environ["GEMINI_BASE_URL"] = emulator.url
-        yield emulator
+    yield _GEMINI
+    _GEMINI.stop()
 
 
 @pytest.fixture(scope="session")

@@ -42,14 +42,14 @@ def main() -> int:
 
     settings = get_settings()
     client = build_client(settings)
-    confusion: Counter[tuple[bool | None, bool | None | str]] = Counter()
+    confusion: Counter[tuple[bool | None, bool | str | None]] = Counter()
     dialogues = load_dialogues()
     try:
         for number, dialogue in enumerate(dialogues, start=1):
             system = render("moderator", contact_name=dialogue["push_name"] or "не указано", full_name="не указано",
                             business_name=settings.business_name, business_name_of_contact="не указано")
             contents = to_contents([Turn(role=turn["role"], text=turn["text"]) for turn in dialogue["turns"]])
-            predicted: bool | None | str
+            predicted: bool | str | None
             try:
                 answer = client.generate(contents, system_instruction=system, response_schema=VERDICT_SCHEMA,
                                          model=settings.gemini_classify_model)
@@ -64,7 +64,7 @@ def main() -> int:
             emulator.stop()
     print()
     correct = sum(count for (label, predicted), count in confusion.items() if label == predicted)
-    columns: list[bool | None | str] = [True, False, None, "invalid"]
+    columns: list[bool | str | None] = [True, False, None, "invalid"]
     print(f"model: {settings.gemini_classify_model}   dialogues: {len(dialogues)}")
     print(f"accuracy: {correct / len(dialogues):.1%} ({correct}/{len(dialogues)}); target 90 %\n")
     header = "label \\ predicted".ljust(18) + "".join(LABELS.get(c, str(c)).rjust(10)  # type: ignore[arg-type]
