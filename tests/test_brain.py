@@ -98,8 +98,8 @@ def test_undecided_waits_for_the_third_message(wappi: WappiEmulator, gemini: Gem
         customer_says(wappi, phone, text)
         run_poll()
         if text != "Сколько стоит наполеон?":
-            wait_for(lambda: rows("SELECT 1 FROM messages WHERE status = 'waiting' AND text = :text", text=text),
-                     message="the message to wait")
+            wait_for(lambda text=text: rows("SELECT 1 FROM messages WHERE status = 'waiting' AND text = :text",
+                                            text=text), message="the message to wait")
             assert replies_to(wappi, phone) == []
     replies = wait_for(lambda: replies_to(wappi, phone), message="one reply after the third message")
     time.sleep(1.0)
@@ -124,7 +124,8 @@ def test_invalid_answers_are_asked_again_then_leave_the_contact_undecided(
     run_poll()
     stored = contact("77100000004")
     assert stored.is_client is None
-    moderator_calls = [call for call in gemini.requests_log() if MODERATOR in json.dumps(call["body"], ensure_ascii=False)]
+    moderator_calls = [call for call in gemini.requests_log()
+                       if MODERATOR in json.dumps(call["body"], ensure_ascii=False)]
     assert len(moderator_calls) == 2  # asked once more, no more
     time.sleep(1.0)
     assert replies_to(wappi, "77100000004") == []

@@ -50,7 +50,7 @@ def test_failed_transcription_asks_to_write_once(wappi: WappiEmulator, gemini: G
     gemini.script([{"status": 400, "match": "Расшифруй"}])  # the model refuses: not retried
     voice_note(wappi, "77200000002", "не важно", "b64")
     run_poll()
-    replies = wait_for(lambda: replies_to(wappi, "77200000002"), message="the polite fallback")
+    wait_for(lambda: replies_to(wappi, "77200000002"), message="the polite fallback")
     time.sleep(1.5)
     assert [reply["body"] for reply in replies_to(wappi, "77200000002")] == [get_settings().voice_fallback_text]
     letters = rows("SELECT task_name, exception FROM dead_letters")
