@@ -13,6 +13,8 @@ COPY domain domain
 COPY infra infra
 COPY emulators emulators
 COPY cli cli
+COPY web web
+COPY harness harness
 RUN pip install --no-cache-dir . && useradd --create-home app
 USER app
 CMD ["celery", "-A", "tasks", "worker", "-l", "INFO"]

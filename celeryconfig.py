@@ -73,7 +73,7 @@ timezone = "UTC"
 enable_utc = True
 
 redbeat_redis_url = _settings.effective_redbeat_url
-redbeat_key_prefix = "assistant:redbeat"
+redbeat_key_prefix = "assistant:redbeat:"
 redbeat_lock_timeout = 30
 beat_max_loop_interval = 5
 beat_schedule = {

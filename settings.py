@@ -123,6 +123,16 @@ def _intervals(raw: str) -> tuple[int, ...]:
     return values
 
 
+def _phone_list(raw: str) -> tuple[str, ...]:
+    from domain.phones import normalize_phone
+
+    phones = tuple(normalize_phone(item) for item in raw.split(",") if item.strip())
+    bad = [phone for phone in phones if not phone.isdigit() or len(phone) < 7]
+    if bad:
+        raise ValueError(f"not phone numbers: {', '.join(bad)}")
+    return phones
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -201,6 +211,24 @@ class Settings:
         "VOICE_FALLBACK_TEXT", _text,
         "Извините, не получилось разобрать голосовое сообщение. Напишите, пожалуйста, текстом — ответим сразу.",
         help="what a customer gets when their voice note can't be transcribed")
+    batch_window: float = _setting("BATCH_WINDOW", _non_negative_float, 9.0,
+                                   help="seconds after a customer's last message before the burst is answered")
+    batch_max_messages: int = _setting("BATCH_MAX_MESSAGES", _positive_int, 10,
+                                       help="a burst this long is answered at once")
+    batch_max_wait: float = _setting("BATCH_MAX_WAIT", _non_negative_float, 60.0,
+                                     help="seconds from a burst's first message after which it is answered anyway")
+    human_pause_hours: float = _setting("HUMAN_PAUSE", _non_negative_float, 12.0,
+                                        help="hours the bot steps back after a human answers from the phone")
+    whitelist: tuple[str, ...] = _setting("WHITELIST", _phone_list, (),
+                                          help="comma-separated numbers the bot ignores, seeded per profile")
+    stale_after_minutes: float = _setting("STALE_AFTER", _non_negative_float, 10.0,
+                                          help="minutes after which an unseen message is recorded, not answered")
+    max_message_chars: int = _setting("MAX_MESSAGE_CHARS", _positive_int, 4000,
+                                      help="a longer customer message is cut for the model, with a note")
+    opt_out_confirmation: str = _setting(
+        "OPT_OUT_CONFIRMATION", _text,
+        "Хорошо, больше не будем вам писать. Если появятся вопросы — просто напишите нам.",
+        help="the one message a customer gets after writing STOP")
     history_limit: int = _setting("HISTORY_LIMIT", _positive_int, 20,
                                   help="messages of a contact's history given to the model")
     send_rate_per_minute: int = _setting("SEND_RATE_PER_MINUTE", _positive_int, 20,
@@ -213,6 +241,11 @@ class Settings:
                                         help="most seconds of that random gap")
     max_attempts: int = _setting("TASK_MAX_ATTEMPTS", _positive_int, 6,
                                  help="failed attempts of a task before it goes to the dead-letter table")
+    webhook_secret: str = _setting("WEBHOOK_SECRET", _text, "", secret=True,
+                                   help="shared secret Wappi sends with webhooks; empty disables the webhook")
+    web_port: int = _setting("WEB_PORT", _positive_int, 8000, help="port of the web process (/health, /stats)")
+    log_dir: str = _setting("LOG_DIR", _text, "",
+                            help="folder for a daily JSON log file kept 30 days; empty logs to stderr only")
     log_level: str = _setting("LOG_LEVEL", _log_level, "INFO", help="DEBUG, INFO, WARNING or ERROR")
     var_dir: str = _setting("VAR_DIR", _text, str(ROOT / "var"),
                             help="folder for the SQLite file and other local state")

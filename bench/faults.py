@@ -72,7 +72,8 @@ def main() -> int:
             return list(connection.execute(sa.text(query)).all())
 
     workers = WorkerPool(work, env)
-    layout = {"poll": "poll", "ingest": "ingest", "classify": "classify", "respond": "respond", "send": "send"}
+    layout = {"poll": "poll", "ingest": "ingest,transcribe", "classify": "classify", "respond": "respond",
+              "send": "send"}
     for name, queues in layout.items():
         workers.start(name, queues, concurrency=2)
     app = Celery(broker=redis_server.url, set_as_current=False)

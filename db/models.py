@@ -97,6 +97,9 @@ class Contact(Base):
     awaiting_follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     paused_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    # When the current burst of messages is due to be answered; read by the poll's overdue check
+    # so that a burst whose timer died with its worker is still answered.
+    batch_due_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import Contact, FollowUp
+from db.models import Contact, FollowUp, WhitelistEntry
 from db.session import insert_ignore
 from domain.answers import short_answer
+from domain.phones import normalize_phone
 
 
 def upsert_contact(session: Session, profile_id: int, phone: str, chat_id: str, *,
@@ -28,11 +29,18 @@ def upsert_contact(session: Session, profile_id: int, phone: str, chat_id: str, 
 
 
 def note_message(session: Session, contact: Contact, author: str, sent_at: datetime, *, text: str = "",
-                 history: bool = False) -> None:
+                 history: bool = False, human_pause: timedelta | None = None) -> None:
     """Keep the contact's summary of its chat current, and stop follow-ups the message ends."""
     if contact.last_message_at is None or sent_at >= contact.last_message_at:
         contact.last_message_at = sent_at
         contact.last_author = author
+    if author == "phone" and not history and human_pause is not None:
+        # Someone answered from the business's phone: the bot steps back for this contact.
+        until = sent_at + human_pause
+        if contact.paused_until is None or contact.paused_until < until:
+            contact.paused_until = until
+        contact.awaiting_follow_up = False
+        stop_follow_ups(session, contact.id, "human_replied")
     if author == "customer" and not history:
         contact.last_inbound_at = max(sent_at, contact.last_inbound_at or sent_at)
         contact.awaiting_follow_up = False
@@ -46,3 +54,14 @@ def stop_follow_ups(session: Session, contact_id: int, reason: str) -> int:
     result = session.execute(update(FollowUp).where(FollowUp.contact_id == contact_id, FollowUp.status == "active")
                              .values(status="stopped", stop_reason=reason, next_touch_at=None))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+
+
+def is_whitelisted(session: Session, profile_id: int, phone: str) -> bool:
+    return session.scalar(select(WhitelistEntry.id).where(WhitelistEntry.profile_id == profile_id,
+                                                          WhitelistEntry.phone == phone)) is not None
+
+
+def add_to_whitelist(session: Session, profile_id: int, phone: str, note: str = "") -> bool:
+    """True when the number was added, False when it was there already."""
+    return insert_ignore(session, WhitelistEntry, {"profile_id": profile_id, "phone": normalize_phone(phone),
+                                                   "note": note}, ["profile_id", "phone"]) is not None

@@ -17,7 +17,10 @@ from sqlalchemy.orm import Session
 from clients.gemini import Answer
 from db.models import Contact, Message, ModelUsage, Outbox, ScheduledCall
 from db.session import insert_ignore
+from domain.answers import is_opt_out
+from domain.batching import burst_due
 from kb.retrieval import knowledge_for
+from pipeline.contacts import is_whitelisted, stop_follow_ups
 from prompts import render
 
 log = logging.getLogger(__name__)
@@ -36,17 +39,63 @@ def reply_key(message_id: int) -> str:
     return f"reply:{message_id}"
 
 
-def accept_for_reply(session: Session, message_id: int) -> bool:
-    """Ingest: is this stored message one the assistant should answer now?"""
+@dataclass(frozen=True)
+class IngestDecision:
+    action: str  # "go": answer now | "wait": the burst's window is open | "stop" | "notice": send notice_id
+    wait: float = 0.0
+    notice_id: int | None = None
+    reason: str = ""
+
+
+def ingest_decision(session: Session, message_id: int, now: datetime, *, window: float, max_wait: float,
+                    cap: int, opt_out_text: str) -> IngestDecision:
+    """Ingest: should this stored customer message be answered, and when?
+
+    Messages of one contact that arrive within the window are one burst, answered once: only
+    the burst's newest message goes on, and only when its window has closed."""
     message = session.get(Message, message_id)
-    if message is None:
-        log.warning("ingest: message %s does not exist", message_id)
-        return False
-    return message.status == "received" and message.direction == "in"
+    if message is None or message.status != "received" or message.direction != "in":
+        return IngestDecision("stop", reason="nothing to answer")
+    query = select(Contact).where(Contact.id == message.contact_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()  # one ingest at a time decides a contact's burst
+    contact = session.scalars(query).one()
+    if is_whitelisted(session, contact.profile_id, contact.phone):
+        message.status = "ignored"
+        return IngestDecision("stop", reason="whitelisted")
+    if is_opt_out(message.text):
+        message.status = "answered"
+        contact.opted_out = True
+        contact.awaiting_follow_up = False
+        stop_follow_ups(session, contact.id, "opted_out")
+        insert_ignore(session, Outbox, {
+            "profile_id": contact.profile_id, "contact_id": contact.id, "idempotency_key": f"opt-out:{contact.id}",
+            "kind": "notice", "body": opt_out_text, "reply_to_provider_id": message.provider_message_id,
+            "source_message_id": message.id, "status": "pending",
+        }, ["idempotency_key"])
+        notice = session.scalar(select(Outbox.id).where(Outbox.idempotency_key == f"opt-out:{contact.id}",
+                                                        Outbox.status == "pending"))
+        return IngestDecision("notice", notice_id=notice, reason="opted out")
+    if contact.paused_until is not None and contact.paused_until > now:
+        message.status = "paused"
+        return IngestDecision("stop", reason="a human is answering this contact")
+    burst = list(session.scalars(select(Message).where(
+        Message.contact_id == contact.id, Message.direction == "in", Message.status == "received")
+        .order_by(Message.id)))
+    if burst[-1].id != message.id:
+        return IngestDecision("stop", reason="a newer message answers the burst")
+    due = burst_due(burst[0].created_at, message.created_at, len(burst), window=window, max_wait=max_wait, cap=cap)
+    if due > now:
+        contact.batch_due_at = due
+        return IngestDecision("wait", wait=(due - now).total_seconds())
+    contact.batch_due_at = None
+    return IngestDecision("go")
 
 
-def conversation_turns(session: Session, contact_id: int, limit: int) -> list[Turn]:
-    """The contact's last `limit` messages, oldest first, as model turns. This contact's only."""
+def conversation_turns(session: Session, contact_id: int, limit: int, max_chars: int = 4000) -> list[Turn]:
+    """The contact's last `limit` messages, oldest first, as model turns. This contact's only.
+
+    A message longer than `max_chars` is cut, with a note saying so (Unicode and emoji intact)."""
     rows = session.scalars(select(Message).where(Message.contact_id == contact_id)
                            .order_by(Message.sent_at.desc(), Message.id.desc()).limit(limit)).all()
     turns: list[Turn] = []
@@ -56,6 +105,8 @@ def conversation_turns(session: Session, contact_id: int, limit: int) -> list[Tu
             text = f"{VOICE_MARK} {row.transcription}"
         if not text:
             continue
+        if len(text) > max_chars:
+            text = f"{text[:max_chars]}\n[сообщение обрезано: показаны первые {max_chars} из {len(text)} символов]"
         turns.append(Turn(role="user" if row.direction == "in" else "model", text=text))
     return turns
 
@@ -89,14 +140,15 @@ def retrieval_query(turns: list[Turn], last: int = 3) -> str:
 
 
 def reply_context(session: Session, message_id: int, *, history_limit: int, business_name: str,
-                  current_datetime: str, working_hours: str, kb_budget: int) -> ReplyContext | None:
+                  current_datetime: str, working_hours: str, kb_budget: int,
+                  max_chars: int = 4000) -> ReplyContext | None:
     """What the model needs to answer `message_id`, or None if it needs no answer any more."""
     message = session.get(Message, message_id)
     if message is None or message.status != "received":
         return None
     contact = session.get(Contact, message.contact_id)
     assert contact is not None
-    turns = conversation_turns(session, contact.id, history_limit)
+    turns = conversation_turns(session, contact.id, history_limit, max_chars)
     contents = to_contents(turns)
     if not contents:
         return None
@@ -119,7 +171,16 @@ def record_usage(session: Session, purpose: str, answer: Answer, contact_id: int
 def commit_reply(session: Session, context: ReplyContext, reply: str, answers: list[Answer], *,
                  booked_at: datetime | None = None, timezone: str = "UTC") -> int | None:
     """Write the reply (and a booked call) and mark the message answered, atomically. Returns the
-    outbox id; a second run for the same message returns the first run's row and writes nothing."""
+    outbox id; a second run for the same message returns the first run's row and writes nothing.
+
+    A customer message that arrived while the model was answering supersedes the answer: nothing
+    is written, and the newer message's turn answers everything."""
+    newer = session.scalar(select(Message.id).where(
+        Message.contact_id == context.contact_id, Message.direction == "in", Message.status == "received",
+        Message.id > context.message_id).limit(1))
+    if newer is not None:
+        log.info("respond: message %s superseded by %s; its answer is dropped", context.message_id, newer)
+        return None
     claimed = session.execute(update(Message).where(
         Message.id == context.message_id, Message.status == "received").values(status="answered"))
     key = reply_key(context.message_id)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from clients.wappi import Dialog, WappiClient, WappiError, WappiMessage
 from db.models import Contact, Message, Profile
 from db.session import insert_ignore
-from pipeline.contacts import note_message, upsert_contact
+from pipeline.contacts import add_to_whitelist, note_message, upsert_contact
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,16 +41,21 @@ class PollResult:
 
 
 def ensure_profile(session: Session, settings: Settings) -> Profile:
-    """The profile from the environment, created on first use."""
-    insert_ignore(session, Profile, {"provider": "wappi", "profile_id": settings.wappi_profile_id,
-                                     "name": settings.profile_name, "active": True},
-                  ["profile_id"])
+    """The profile from the environment, created on first use, with WHITELIST seeded into it."""
+    created = insert_ignore(session, Profile, {"provider": "wappi", "profile_id": settings.wappi_profile_id,
+                                               "name": settings.profile_name, "active": True}, ["profile_id"])
     profile = session.scalars(select(Profile).where(
         Profile.profile_id == settings.wappi_profile_id)).one()
+    if created is not None:
+        for phone in settings.whitelist:
+            add_to_whitelist(session, profile.id, phone, note="from WHITELIST")
     return profile
 
 
 def _changed_dialogs(session: Session, wappi: WappiClient, profile: Profile) -> tuple[int, list[Dialog]]:
+    """Chats whose newest message id differs from the stored cursor. Pages are read newest first
+    until one reaches the watermark; that page is still compared in full, so a message that
+    reaches Wappi late with an old time (after a phone reconnect) is seen in any recent chat."""
     watermark = profile.poll_watermark
     seen = 0
     changed: list[Dialog] = []
@@ -60,10 +65,9 @@ def _changed_dialogs(session: Session, wappi: WappiClient, profile: Profile) -> 
         reached_old = False
         fresh: list[Dialog] = []
         for dialog in dialogs:
+            seen += 1
             if watermark is not None and dialog.last_time < watermark:
                 reached_old = True
-                break
-            seen += 1
             if dialog.is_group or not dialog.phone or not dialog.last_message_id:
                 continue  # group chats are not conversations with a customer
             fresh.append(dialog)
@@ -94,7 +98,7 @@ def _new_messages(wappi: WappiClient, dialog: Dialog, cursor: str | None) -> lis
 
 
 def store_message(session: Session, profile: Profile, contact: Contact, message: WappiMessage,
-                  *, now: float, history: bool) -> int | None:
+                  *, now: float, history: bool, human_pause: timedelta | None = None) -> int | None:
     """Store one Wappi message once. Returns the row id when it is a new customer message to answer.
 
     `history` marks messages that were there before the product first started: recorded, never
@@ -124,13 +128,13 @@ def store_message(session: Session, profile: Profile, contact: Contact, message:
     }, ["profile_id", "provider_message_id"])
     if row_id is None:
         return None
-    note_message(session, contact, author, sent_at, text=text, history=history)
+    note_message(session, contact, author, sent_at, text=text, history=history, human_pause=human_pause)
     return row_id if status == "received" else None
 
 
 def poll_profile(sessions: Callable[[], AbstractContextManager[Session]], wappi: WappiClient,
-                 profile_id: int, start: Callable[[list[int]], None], *,
-                 now: float | None = None) -> PollResult:
+                 profile_id: int, start: Callable[[list[int]], None], *, now: float | None = None,
+                 stale_after: float = 600.0, human_pause: timedelta | None = None) -> PollResult:
     """One poll of one profile. Each changed chat is stored in its own transaction, and its new
     customer messages are handed to `start` right after that commit, so a slow or failing poll
     still makes progress and never enqueues a row that is not there."""
@@ -159,8 +163,12 @@ def poll_profile(sessions: Callable[[], AbstractContextManager[Session]], wappi:
                 for message in _new_messages(wappi, dialog, contact.last_seen_message_id):
                     # On first start everything in the chat is history; a chat first seen later
                     # keeps as history what was sent before the first start.
-                    history = first_start or (0 < message.time < boundary)
-                    row_id = store_message(session, profile, contact, message, now=now, history=history)
+                    # A message older than `stale_after` (we were down, or Wappi reconnected) is
+                    # recorded too, not answered: an answer hours late does more harm than good.
+                    stale = not message.from_me and 0 < message.time < now - stale_after
+                    history = first_start or (0 < message.time < boundary) or stale
+                    row_id = store_message(session, profile, contact, message, now=now, history=history,
+                                           human_pause=human_pause)
                     stored += 1
                     if row_id is not None:
                         new_ids.append(row_id)
@@ -193,3 +201,69 @@ def mark_messages(session: Session, message_ids: Iterable[int], status: str) -> 
     ids = list(message_ids)
     if ids:
         session.execute(update(Message).where(Message.id.in_(ids)).values(status=status))
+
+
+def overdue_bursts(session: Session, before: datetime, limit: int = 100) -> list[int]:
+    """The newest waiting message of each burst whose timer should have fired before `before`
+    (its worker died mid-window). Clears the timers it returns."""
+    contacts = list(session.scalars(select(Contact).where(Contact.batch_due_at < before)
+                                    .order_by(Contact.batch_due_at).limit(limit)))
+    newest: list[int] = []
+    for contact in contacts:
+        contact.batch_due_at = None
+        message_id = session.scalar(select(Message.id).where(
+            Message.contact_id == contact.id, Message.status == "received").order_by(Message.id.desc()).limit(1))
+        if message_id is not None:
+            newest.append(message_id)
+    return newest
+
+
+WEBHOOK_TYPES_STORED = frozenset({"incoming_message", "outgoing_message_phone", "outgoing_message_api"})
+
+
+class WebhookError(ValueError):
+    """The webhook body is not a Wappi envelope; the message says what is wrong."""
+
+
+def webhook_messages(payload: object) -> list[dict[str, object]]:
+    """The message objects of a webhook: `{"messages": [...]}`, `{"messages": {...}}` or a bare object."""
+    if not isinstance(payload, dict):
+        raise WebhookError("the body is not a JSON object")
+    items = payload.get("messages", payload)
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise WebhookError("`messages` is neither an object nor a list of objects")
+    return items
+
+
+def store_webhook(sessions: Callable[[], AbstractContextManager[Session]], profile_id: int,
+                  items: list[dict[str, object]], *, now: float | None = None, stale_after: float = 600.0,
+                  human_pause: timedelta | None = None) -> list[int]:
+    """Store the messages of one webhook, exactly like the poll would (deduplicated with it), and
+    return the new customer messages to answer. Delivery and status events are ignored."""
+    from clients.wappi import parse_message
+
+    now = time.time() if now is None else now
+    to_answer: list[int] = []
+    with sessions() as session:
+        profile = session.get(Profile, profile_id)
+        assert profile is not None
+        boundary = profile.history_boundary
+        for item in items:
+            kind = str(item.get("wh_type") or "incoming_message")
+            if kind not in WEBHOOK_TYPES_STORED:
+                continue
+            message = parse_message(item)
+            if message.is_group or not message.phone or not message.phone.isdigit():
+                continue
+            contact = upsert_contact(session, profile.id, message.phone, f"{message.phone}@c.us",
+                                     push_name=message.sender_name if not message.from_me else "",
+                                     full_name=message.contact_name if not message.from_me else "")
+            stale = not message.from_me and 0 < message.time < now - stale_after
+            history = boundary is None or (0 < message.time < boundary) or stale
+            row_id = store_message(session, profile, contact, message, now=now, history=history,
+                                   human_pause=human_pause)
+            if row_id is not None:
+                to_answer.append(row_id)
+    return to_answer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from celery import Celery
+from celery import Celery, signals
 
 from infra import kombu_patch
 from settings import SettingsError, get_settings
@@ -18,3 +18,19 @@ kombu_patch.apply(get_settings().redis_url)
 
 app = Celery("tasks")
 app.config_from_object("celeryconfig")
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_kwargs: object) -> None:
+    """Our JSON logs for workers and beat (connecting here stops Celery's own set-up)."""
+    from infra.logging import configure_from_settings
+
+    configure_from_settings()
+
+
+@signals.worker_process_init.connect
+def _check_prompts(**_kwargs: object) -> None:
+    """A missing prompt file or placeholder stops the worker, naming both."""
+    from prompts import load_all
+
+    load_all()

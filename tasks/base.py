@@ -29,6 +29,7 @@ from clients.gemini import GeminiTransientError
 from clients.wappi import WappiTransientError
 from db.models import DeadLetter, Message
 from db.session import insert_ignore, session_scope
+from infra.logging import log_context
 from infra.redis import get_redis, key
 from settings import get_settings
 
@@ -66,6 +67,7 @@ class PipelineTask(Task):  # type: ignore[misc]  # celery's Task is untyped
     abstract = True
     max_retries = None  # the budget is TASK_MAX_ATTEMPTS, counted by us so deferrals are free
     typing = True
+    id_field = "arg"  # what the first argument is called in log lines
 
     @property
     def max_attempts(self) -> int:
@@ -74,7 +76,8 @@ class PipelineTask(Task):  # type: ignore[misc]  # celery's Task is untyped
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._check_redeliveries(args, kwargs)
         try:
-            return self.run(*args, **kwargs)
+            with log_context(**{self.id_field: args[0] if args else None}):
+                return self.run(*args, **kwargs)
         except (Retry, Ignore):
             raise
         except Defer as deferral:
@@ -164,6 +167,8 @@ class PipelineTask(Task):  # type: ignore[misc]  # celery's Task is untyped
 class MessageStageTask(PipelineTask):
     """A stage whose first argument is a message id: a dead letter marks the message failed, so
     nothing sweeps it up again until an operator replays it."""
+
+    id_field = "message_id"
 
     def after_dead_letter(self, args: Any, kwargs: Any, exc: BaseException) -> None:
         message_id = args[0] if args else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
@@ -13,7 +13,7 @@ from clients.wappi import WappiError, WappiTransientError, get_client
 from db.models import Profile
 from db.session import session_scope
 from infra.redis import get_redis, key
-from pipeline.intake import ensure_profile, poll_profile
+from pipeline.intake import ensure_profile, overdue_bursts, poll_profile
 from settings import get_settings
 from tasks.app import app
 from tasks.base import PipelineTask
@@ -21,6 +21,7 @@ from tasks.chains import start_conversations
 
 log = logging.getLogger(__name__)
 POLL_LOCK_SECONDS = 70  # longer than the poll's hard time limit (60 s)
+OVERDUE_GRACE = timedelta(seconds=3)  # a live timer fires on time; one this late has lost its worker
 
 
 @app.task(base=PipelineTask, name="pipeline.poll")
@@ -32,15 +33,17 @@ def poll() -> int:
         return 0
     started = 0
     try:
+        settings = get_settings()
         with session_scope() as session:
-            ensure_profile(session, get_settings())
+            ensure_profile(session, settings)
             provider_ids = dict(session.execute(select(Profile.id, Profile.profile_id).where(
                 Profile.active.is_(True))).tuples().all())
         profiles = list(provider_ids)
         for profile_db_id in profiles:
             try:
                 result = poll_profile(session_scope, get_client(provider_ids[profile_db_id]), profile_db_id,
-                                      start_conversations)
+                                      start_conversations, stale_after=settings.stale_after_minutes * 60,
+                                      human_pause=timedelta(hours=settings.human_pause_hours))
             except SoftTimeLimitExceeded:
                 # What was stored is committed chat by chat; the next tick goes on from there.
                 log.warning("poll of profile %s ran out of time; the next poll continues",
@@ -57,6 +60,11 @@ def poll() -> int:
                 log.info("poll %s: %d chats changed, %d messages stored, %d to answer",
                          provider_ids[profile_db_id], result.chats_changed, result.stored,
                          len(result.to_answer))
+        with session_scope() as session:
+            overdue = overdue_bursts(session, datetime.now(UTC) - OVERDUE_GRACE)
+        if overdue:
+            log.warning("poll: restarting %d bursts whose timers died with their workers", len(overdue))
+            start_conversations(overdue)
         return started
     finally:
         try:

@@ -44,7 +44,7 @@ def respond(message_id: int | None) -> int | None:
                                     business_name=settings.business_name,
                                     current_datetime=human_datetime(now, settings.timezone),
                                     working_hours=f"{hours.describe()} ({settings.timezone})",
-                                    kb_budget=settings.kb_token_budget)
+                                    kb_budget=settings.kb_token_budget, max_chars=settings.max_message_chars)
             if context is None:  # answered already, or nothing to answer
                 return None
         result = answer_customer(get_client(), context.contents, context.system_instruction, hours, now)

@@ -21,6 +21,8 @@ SEND_LOCK_SECONDS = 65  # just longer than the task's hard time limit (60 s)
 
 
 class SendTask(PipelineTask):
+    id_field = "outbox_id"
+
     def after_dead_letter(self, args: Any, kwargs: Any, exc: BaseException) -> None:
         outbox_id = args[0] if args else None
         if isinstance(outbox_id, int):

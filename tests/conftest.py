@@ -38,6 +38,8 @@ BASE_ENV = {
     "SEND_BURST": "100",
     "SEND_CHAT_GAP_MIN": "0",
     "SEND_CHAT_GAP_MAX": "0",
+    # A short burst window keeps the suite quick; the batching tests set their own.
+    "BATCH_WINDOW": "1.5",
 }
 # The emulators' URLs are added once they listen (see the session fixtures).
 for name, value in BASE_ENV.items():

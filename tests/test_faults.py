@@ -29,9 +29,9 @@ CONVERSATIONS = 20
 class Stack:
     """A private Redis (durable, so it can restart) and workers bound to it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, **settings: str) -> None:
         self.redis = PrivateRedis(root / "redis").start()
-        env = {**os.environ, "REDIS_URL": self.redis.url, "TASK_MAX_ATTEMPTS": "8"}
+        env = {**os.environ, "REDIS_URL": self.redis.url, "TASK_MAX_ATTEMPTS": "8", **settings}
         self.workers = WorkerPool(root, env)
         self.app = Celery(broker=self.redis.url, set_as_current=False)
         self.app.conf.broker_connection_retry_on_startup = True
@@ -65,7 +65,7 @@ def faults(wappi: WappiEmulator, **config: Any) -> None:
 
 def test_no_reply_lost_or_doubled_under_faults(stack: Stack, wappi: WappiEmulator,
                                                gemini: GeminiEmulator) -> None:
-    stack.workers.start("stages", "poll,ingest,classify,respond", concurrency=2)
+    stack.workers.start("stages", "poll,ingest,transcribe,classify,respond,followup", concurrency=2)
     stack.workers.start("send", "send", concurrency=1)
 
     polling = threading.Event()

@@ -1,0 +1,94 @@
+"""Structured JSON logs: one object a line, with the task id, profile, contact (phone masked) and
+message id when known. Tokens and keys are redacted from every line. With LOG_DIR set, a daily
+file is written too and kept 30 days.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import logging.handlers
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_context", default=None)
+PHONE = re.compile(r"(?<![\w])(\+?\d{6,11})(\d{4})(?![\w])")
+
+
+def mask_phone(text: str) -> str:
+    """`77011234567` -> `*******4567`: enough to tell contacts apart, not enough to call them."""
+    return PHONE.sub(lambda match: "*" * len(match.group(1)) + match.group(2), text)
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Fields added to every log line inside the block (profile, contact, message_id, ...)."""
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = [secret for secret in secrets if secret and len(secret) >= 4]
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return mask_phone(text)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        try:
+            from celery import current_task
+
+            if current_task and current_task.request.id:
+                entry["task_id"] = current_task.request.id
+                entry["task"] = current_task.name
+        except Exception:  # noqa: BLE001 - logging must never fail because Celery is absent or odd
+            pass
+        entry.update(_context.get() or {})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        text = json.dumps(entry, ensure_ascii=False, default=str)
+        return self.redact(text)
+
+
+def configure_logging(level: str, secrets: list[str], log_dir: str = "") -> None:
+    formatter = JsonFormatter(secrets)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.TimedRotatingFileHandler(
+            Path(log_dir) / "assistant.log", when="midnight", backupCount=30, encoding="utf-8"))
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("google_genai.models", "httpx", "httpx2", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def configure_from_settings() -> None:
+    from settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, [settings.wappi_token, settings.gemini_api_key, settings.webhook_secret],
+                      settings.log_dir)

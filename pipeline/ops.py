@@ -1,0 +1,140 @@
+"""What an operator asks: is it healthy (`/health`), and what did it do today (`/stats`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from db.models import Contact, DeadLetter, FollowUp, Message, ModelUsage, Outbox, Profile, ScheduledCall
+
+QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "followup")
+
+
+def _check(name: str, probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        result = {"ok": True, **probe()}
+    except Exception as exc:  # noqa: BLE001 - a health check reports any failure, it never raises
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    result["ms"] = round((time.monotonic() - started) * 1000, 1)
+    return {name: result}
+
+
+def health(session_factory: Callable[[], Any], redis_client: redis.Redis,
+           status_of: Callable[[str], Any], *, poll_interval: float, redbeat_prefix: str,
+           now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
+    now = now or datetime.now(UTC)
+    checks: dict[str, Any] = {}
+
+    def database() -> dict[str, Any]:
+        with session_factory() as session:
+            session.execute(text("SELECT 1"))
+        return {}
+
+    checks.update(_check("database", database))
+    checks.update(_check("redis", lambda: {"ping": bool(redis_client.ping())}))
+    profiles: list[tuple[str, datetime | None]] = []
+    if checks["database"]["ok"]:
+        with session_factory() as session:
+            profiles = [(row.profile_id, row.last_poll_at) for row in
+                        session.scalars(select(Profile).where(Profile.active.is_(True)))]
+
+    for profile_id, last_poll in profiles:
+        def wappi(profile_id: str = profile_id) -> dict[str, Any]:
+            status = status_of(profile_id)
+            if not status.healthy:
+                raise RuntimeError(f"authorized={status.authorized} app_status={status.app_status!r}")
+            return {"authorized": status.authorized, "app_status": status.app_status}
+
+        checks.update(_check(f"wappi:{profile_id}", wappi))
+
+        def poll_age(last_poll: datetime | None = last_poll) -> dict[str, Any]:
+            if last_poll is None:
+                raise RuntimeError("no successful poll yet")
+            age = (now - last_poll).total_seconds()
+            if age > max(60.0, poll_interval * 6):
+                raise RuntimeError(f"last successful poll {age:.0f}s ago")
+            return {"age_seconds": round(age, 1)}
+
+        checks.update(_check(f"poll:{profile_id}", poll_age))
+
+    def beat() -> dict[str, Any]:
+        lock_ttl = redis_client.pttl(f"{redbeat_prefix}:lock")
+        if lock_ttl is None or lock_ttl < 0:
+            raise RuntimeError("no beat holds the redbeat lock")
+        meta = redis_client.hget(f"{redbeat_prefix}poll-wappi", "meta")
+        last_run = None
+        if meta:
+            from redbeat.decoder import RedBeatJSONDecoder
+
+            last_run = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
+        if last_run is None:
+            raise RuntimeError("beat has not run the poll yet")
+        age = (now - last_run).total_seconds()
+        if age > max(60.0, poll_interval * 6):
+            raise RuntimeError(f"beat last ran the poll {age:.0f}s ago")
+        return {"lock_ttl_ms": lock_ttl, "last_poll_scheduled_seconds_ago": round(age, 1)}
+
+    checks.update(_check("beat", beat))
+    return all(check["ok"] for check in checks.values()), checks
+
+
+def stats(session: Session, redis_client: redis.Redis, timezone: str, now: datetime | None = None) -> dict[str, Any]:
+    """Today's figures, "today" being the business's calendar day."""
+    now = now or datetime.now(UTC)
+    local = now.astimezone(ZoneInfo(timezone))
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    since, until = start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+
+    def count(query: Any) -> int:
+        return int(session.scalar(query) or 0)
+
+    today_messages = (Message.created_at >= since) & (Message.created_at < until)
+    verdicts = dict(session.execute(select(Contact.is_client, func.count(Contact.id)).where(
+        Contact.classified_at >= since, Contact.classified_at < until).group_by(Contact.is_client)).tuples().all())
+    stopped = dict(session.execute(select(FollowUp.stop_reason, func.count(FollowUp.id)).where(
+        FollowUp.status.in_(("stopped", "completed")), FollowUp.updated_at >= since, FollowUp.updated_at < until)
+        .group_by(FollowUp.stop_reason)).tuples().all())
+    tokens = session.execute(select(func.coalesce(func.sum(ModelUsage.prompt_tokens), 0),
+                                    func.coalesce(func.sum(ModelUsage.output_tokens), 0),
+                                    func.coalesce(func.sum(ModelUsage.total_tokens), 0)).where(
+        ModelUsage.created_at >= since, ModelUsage.created_at < until)).one()
+    queues: dict[str, int | None] = {}
+    for queue in QUEUES:
+        try:
+            queues[queue] = int(redis_client.llen(queue))
+        except redis.RedisError:
+            queues[queue] = None
+    sent_today = (Outbox.sent_at >= since) & (Outbox.sent_at < until) & (Outbox.status == "sent")
+    return {
+        "day": start.date().isoformat(),
+        "timezone": timezone,
+        "messages": {
+            "received": count(select(func.count(Message.id)).where(today_messages, Message.direction == "in",
+                                                                   Message.status != "history")),
+            "sent": count(select(func.count(Outbox.id)).where(sent_today)),
+            "transcribed": count(select(func.count(Message.id)).where(today_messages, Message.is_voice.is_(True),
+                                                                      Message.transcription.is_not(None))),
+        },
+        "classified": {"lead": verdicts.get(True, 0), "not_lead": verdicts.get(False, 0),
+                       "undecided": verdicts.get(None, 0)},
+        "replies": count(select(func.count(Outbox.id)).where(sent_today, Outbox.kind == "reply")),
+        "follow_ups": {
+            "active": count(select(func.count(FollowUp.id)).where(FollowUp.status == "active")),
+            "sent": count(select(func.count(Outbox.id)).where(sent_today, Outbox.kind == "follow_up")),
+            "stopped": {reason or "unknown": number for reason, number in stopped.items()},
+        },
+        "calls_booked": count(select(func.count(ScheduledCall.id)).where(ScheduledCall.created_at >= since,
+                                                                         ScheduledCall.created_at < until)),
+        "queues": queues,
+        "dead_letters": count(select(func.count(DeadLetter.id))),
+        "model_tokens": {"prompt": int(tokens[0]), "output": int(tokens[1]), "total": int(tokens[2])},
+    }

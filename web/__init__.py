@@ -1,0 +1,1 @@
+"""The web process: `/health`, `/stats` and the Wappi webhook, as a plain WSGI app."""
