@@ -304,9 +304,8 @@ def _database_url(database_url: str, var_dir: str) -> str:
 def database_url_only(environ: Mapping[str, str] | None = None) -> str:
     """The database URL alone, for migrations: they need no Wappi or Gemini keys."""
     env = os.environ if environ is None else environ
-    defaults = {item.name: item.default for item in fields(Settings)}
     return _database_url((env.get("DATABASE_URL") or "").strip(),
-                         (env.get("VAR_DIR") or "").strip() or defaults["var_dir"])
+                         (env.get("VAR_DIR") or "").strip() or str(ROOT / "var"))
 
 
 def kb_dir_only(environ: Mapping[str, str] | None = None) -> Path:

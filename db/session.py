@@ -78,7 +78,7 @@ def insert_ignore(session: Session, model: type[DeclarativeBase], values: dict[s
                   conflict_columns: Sequence[str]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None if it existed."""
     dialect = session.get_bind().dialect.name
-    table = model.__table__  # type: ignore[attr-defined]  # declarative models always have one
+    table: Any = model.__table__  # declarative models always have a Table
     if dialect == "postgresql":
         statement: Any = postgresql.insert(table)
     elif dialect == "sqlite":

@@ -705,7 +705,9 @@ class GeminiEmulator:
     def generate(self, version: str, model: str, body: dict[str, Any]) -> tuple[int, Any]:
         """Record the call and produce ``(status, json_body)``."""
         with self._lock:
-            self._log.append({"version": version, "model": model, "body": copy.deepcopy(body)})
+            # received_at (float seconds) serves the latency benchmarks.
+            self._log.append({"version": version, "model": model, "body": copy.deepcopy(body),
+                              "received_at": time.time()})
         item = self._take_item(body)
         if item is not None and "delay" in item:
             time.sleep(max(float(item["delay"]), 0.0))

@@ -1436,6 +1436,7 @@ class WappiEmulator:
                 "message_id": message["id"],
                 "reply_to": reply_to,
                 "time": message["time"],
+                "accepted_at": _time.time(),  # float seconds, for latency benchmarks
             }
         )
         return _envelope(message_id=message["id"], task_id=str(uuid.uuid4()))

@@ -53,4 +53,4 @@ def apply(broker_url: str) -> None:
                 time.sleep(0.5)
 
     restore_unacked.patched_by_assistant = True  # type: ignore[attr-defined]
-    kombu_redis.QoS.restore_unacked = restore_unacked
+    kombu_redis.QoS.restore_unacked = restore_unacked  # type: ignore[method-assign]  # the point of the patch

@@ -81,7 +81,8 @@ def _load(version: tuple[int, int], database: str) -> Index:
 
 def current_index(session: Session) -> Index:
     """This process's index, reloaded only when the table changed (one cheap query per call)."""
-    return _load(_version(session), str(session.get_bind().url))
+    bind = session.get_bind()
+    return _load(_version(session), str(getattr(bind, "url", "")))
 
 
 def knowledge_for(session: Session, query: str, budget: int) -> str:

@@ -85,22 +85,25 @@ def insert_ignore_chain(session: Session, contact_id: int, anchor: datetime, fir
 
 def claim_due(session: Session, now: datetime, limit: int = 10_000) -> list[tuple[int, int]]:
     """Claim every due touch: (chain id, touch number). The lease pushes it out of the next sweep."""
-    query = (select(FollowUp.id, FollowUp.touch_number, FollowUp.next_touch_at)
-             .where(FollowUp.status == "active", FollowUp.next_touch_at <= now)
-             .order_by(FollowUp.next_touch_at).limit(limit))
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:
-        query = query.with_for_update(skip_locked=True)
-    claimed: list[tuple[int, int]] = []
-    rows = session.execute(query).all()
-    for chain_id, touched, due in rows:
-        # Guarded by the old value: on a database without SKIP LOCKED, only one sweep wins.
-        result = session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.next_touch_at == due,
-                                                        FollowUp.status == "active")
-                                 .values(next_touch_at=now + CLAIM_LEASE))
-        if result.rowcount == 1:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
-            claimed.append((chain_id, touched + 1))
-    return claimed
+    lease = now + CLAIM_LEASE
+    due = (select(FollowUp.id).where(FollowUp.status == "active", FollowUp.next_touch_at <= now)
+           .order_by(FollowUp.next_touch_at).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement: rows another sweep holds are skipped, never claimed twice.
+        claimed = session.execute(update(FollowUp).where(FollowUp.id.in_(due.with_for_update(skip_locked=True)
+                                                                        .scalar_subquery()))
+                                  .values(next_touch_at=lease)
+                                  .returning(FollowUp.id, FollowUp.touch_number)).all()
+        return [(chain_id, touched + 1) for chain_id, touched in claimed]
+    result: list[tuple[int, int]] = []
+    for chain_id, touched, when in session.execute(select(FollowUp.id, FollowUp.touch_number, FollowUp.next_touch_at)
+                                                   .where(FollowUp.id.in_(due.scalar_subquery()))).all():
+        # Guarded by the old value: without SKIP LOCKED, only one of two sweeps wins each row.
+        won = session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.next_touch_at == when,
+                                                     FollowUp.status == "active").values(next_touch_at=lease))
+        if won.rowcount == 1:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+            result.append((chain_id, touched + 1))
+    return result
 
 
 @dataclass(frozen=True)

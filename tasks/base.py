@@ -63,7 +63,7 @@ def backoff(attempt: int, exc: BaseException | None = None) -> float:
     return delay
 
 
-class PipelineTask(Task):  # type: ignore[misc]  # celery's Task is untyped
+class PipelineTask(Task):
     abstract = True
     max_retries = None  # the budget is TASK_MAX_ATTEMPTS, counted by us so deferrals are free
     typing = True

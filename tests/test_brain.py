@@ -98,8 +98,10 @@ def test_undecided_waits_for_the_third_message(wappi: WappiEmulator, gemini: Gem
         customer_says(wappi, phone, text)
         run_poll()
         if text != "Сколько стоит наполеон?":
-            wait_for(lambda text=text: rows("SELECT 1 FROM messages WHERE status = 'waiting' AND text = :text",
-                                            text=text), message="the message to wait")
+            def waiting(text: str = text) -> list[Any]:
+                return rows("SELECT 1 FROM messages WHERE status = 'waiting' AND text = :text", text=text)
+
+            wait_for(waiting, message="the message to wait")
             assert replies_to(wappi, phone) == []
     replies = wait_for(lambda: replies_to(wappi, phone), message="one reply after the third message")
     time.sleep(1.0)

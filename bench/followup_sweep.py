@@ -1,0 +1,72 @@
+"""The follow-up sweep at scale: 100,000 contacts of which 10,000 are due. Measures one sweep that
+claims and enqueues them all, and an idle sweep (nothing due). Targets: under 10 s, under 20 ms.
+
+    .venv/bin/python bench/followup_sweep.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from datetime import UTC, datetime
+
+from common import Bench, machine
+
+CONTACTS = 100_000
+DUE = 10_000
+
+
+def main() -> None:
+    import sqlalchemy as sa
+
+    from db.session import get_engine
+
+    bench = Bench("assistant_bench_sweep")
+    try:
+        now = datetime.now(UTC)
+        engine = get_engine()
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO profiles (provider, profile_id, name, active, created_at) "
+                                       "VALUES ('wappi', 'be0c0000-0001', 'bench', true, now())"))
+            # Generated in SQL: 100,000 leads; every contact has a chain, 10,000 of them due now.
+            connection.execute(sa.text(
+                "INSERT INTO contacts (profile_id, phone, chat_id, first_name, full_name, push_name, business_name, "
+                "is_client, opted_out, awaiting_follow_up, created_at, updated_at, last_message_at, last_author) "
+                "SELECT 1, (77000000000 + n)::text, (77000000000 + n)::text || '@c.us', '', '', '', '', true, false, "
+                "false, now(), now(), now() - interval '2 days', 'bot' FROM generate_series(1, :count) AS n"),
+                {"count": CONTACTS})
+            connection.execute(sa.text(
+                "INSERT INTO follow_ups (contact_id, status, touch_number, anchor_at, next_touch_at, created_at, "
+                "updated_at) SELECT id, 'active', 0, now() - interval '2 days', "
+                "CASE WHEN id <= :due THEN now() - interval '1 minute' ELSE now() + interval '3 days' END, "
+                "now(), now() FROM contacts"), {"due": DUE})
+            connection.execute(sa.text("ANALYZE"))
+        from tasks.followup import sweep_once
+
+        app = bench.celery()
+        started = time.perf_counter()
+        claimed = sweep_once(now)
+        with app.producer_or_acquire() as producer:
+            for chain_id, touch_number in claimed:  # what the task does after the claim committed
+                app.send_task("pipeline.follow_up", args=[chain_id, touch_number], queue="followup",
+                              producer=producer)
+        sweep_seconds = time.perf_counter() - started
+        assert len(claimed) == DUE, len(claimed)
+        idle = []
+        for _ in range(20):
+            tick = time.perf_counter()
+            assert sweep_once(now) == []
+            idle.append((time.perf_counter() - tick) * 1000)
+        queued = app.connection().default_channel.client.llen("followup")
+        print(f"one sweep claimed and enqueued {len(claimed)} of {CONTACTS} in {sweep_seconds:.2f} s "
+              f"({queued} on the queue); idle sweep median {statistics.median(idle):.1f} ms")
+    finally:
+        bench.close()
+    print(f"machine: {machine()}")
+    print(json.dumps({"contacts": CONTACTS, "due": DUE, "sweep_seconds": round(sweep_seconds, 2),
+                      "idle_sweep_ms": round(statistics.median(idle), 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pipeline logic the tasks call: plain functions, tested without Celery."""

@@ -1,0 +1,1 @@
+"""The test suite: real Redis, PostgreSQL, worker processes and the HTTP emulators."""
