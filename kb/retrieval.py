@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import snowballstemmer
 from rank_bm25 import BM25Okapi
@@ -67,22 +66,25 @@ def _version(session: Session) -> tuple[int, int]:
     return int(count or 0), int(newest or 0)
 
 
-@lru_cache(maxsize=2)
-def _load(version: tuple[int, int], database: str) -> Index:
-    from db.session import session_scope
+_cache: dict[tuple[str, tuple[int, int]], Index] = {}
 
-    with session_scope() as session:
+
+def current_index(session: Session) -> Index:
+    """This process's index, reloaded only when the table changed (one cheap query per call).
+
+    The chunks are read in the caller's session, so the index always matches the version seen."""
+    version = _version(session)
+    key = (str(getattr(session.get_bind(), "url", "")), version)
+    index = _cache.get(key)
+    if index is None:
         rows = session.execute(select(KnowledgeChunk.id, KnowledgeFile.path, KnowledgeChunk.position,
                                       KnowledgeChunk.text, KnowledgeChunk.tokens)
                                .join(KnowledgeFile, KnowledgeFile.id == KnowledgeChunk.file_id)
                                .order_by(KnowledgeFile.path, KnowledgeChunk.position)).all()
-    return Index([Chunk(id=row[0], order=(row[1], row[2]), text=row[3], tokens=row[4]) for row in rows])
-
-
-def current_index(session: Session) -> Index:
-    """This process's index, reloaded only when the table changed (one cheap query per call)."""
-    bind = session.get_bind()
-    return _load(_version(session), str(getattr(bind, "url", "")))
+        index = Index([Chunk(id=row[0], order=(row[1], row[2]), text=row[3], tokens=row[4]) for row in rows])
+        _cache.clear()  # one index per process: the newest
+        _cache[key] = index
+    return index
 
 
 def knowledge_for(session: Session, query: str, budget: int) -> str:

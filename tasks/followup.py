@@ -20,9 +20,8 @@ def sweep_once(now: datetime) -> list[tuple[int, int]]:
     """Start chains that are due to start and claim due touches; returns the claimed touches."""
     settings = get_settings()
     hours = working_hours(settings)
-    with session_scope() as session:
+    with session_scope() as session:  # one transaction: an idle sweep is two indexed queries
         started = start_chains(session, now, hours, settings.follow_up_intervals)
-    with session_scope() as session:
         claimed = claim_due(session, now)
     if started or claimed:
         log.info("follow-up sweep: %d chains started, %d touches due", started, len(claimed))
