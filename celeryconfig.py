@@ -11,17 +11,18 @@ _settings = get_settings()
 # The pipeline's stages, each on its own queue so each scales and fails on its own.
 QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "followup")
 
-# Stage -> (queue, rate limit per worker, soft time limit s, hard time limit s)
+# Stage -> (queue, rate limit per worker, soft time limit s, hard time limit s). The per-worker rate
+# limits protect the model quota; the global Wappi send limit is a Redis token bucket (tasks/send.py).
 STAGES: dict[str, tuple[str, str | None, int, int]] = {
     "pipeline.poll": ("poll", None, 50, 60),
     "pipeline.recover": ("poll", None, 50, 60),
     "pipeline.ingest": ("ingest", None, 20, 30),
-    "pipeline.classify": ("classify", "60/m", 90, 120),
-    "pipeline.respond": ("respond", "60/m", 150, 180),
+    "pipeline.classify": ("classify", _settings.model_rate_limit, 90, 120),
+    "pipeline.respond": ("respond", _settings.model_rate_limit, 150, 180),
     "pipeline.send": ("send", None, 40, 60),
-    "pipeline.transcribe": ("transcribe", None, 150, 180),
+    "pipeline.transcribe": ("transcribe", _settings.model_rate_limit, 150, 180),
     "pipeline.followup_sweep": ("followup", None, 50, 60),
-    "pipeline.follow_up": ("followup", None, 90, 120),
+    "pipeline.follow_up": ("followup", _settings.model_rate_limit, 90, 120),
 }
 
 # Delays longer than this are database rows read by a sweep, never countdowns (see README).

@@ -133,6 +133,13 @@ def _phone_list(raw: str) -> tuple[str, ...]:
     return phones
 
 
+def _rate(raw: str) -> str:
+    value = raw.strip()
+    if not re.match(r"^\d+(\.\d+)?/[smh]$", value):
+        raise ValueError("must look like 300/m, 5/s or 1000/h")
+    return value
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -172,6 +179,8 @@ class Settings:
                                           help="model for lead classification")
     gemini_transcribe_model: str = _setting("GEMINI_TRANSCRIBE_MODEL", _text, "gemini-3.5-flash",
                                             help="model for voice-note transcription")
+    model_rate_limit: str = _setting("MODEL_RATE_LIMIT", _rate, "300/m",
+                                     help="model-calling tasks a worker may start, e.g. 300/m (per worker)")
     gemini_timeout_ms: int = _setting("GEMINI_TIMEOUT_MS", _positive_int, 60_000,
                                       help="milliseconds before a Gemini call is abandoned")
     # Storage

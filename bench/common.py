@@ -53,7 +53,8 @@ class Bench:
             "WAPPI_TIMEOUT": "5", "GEMINI_API_KEY": KEY, "GEMINI_BASE_URL": self.gemini.url,
             "GEMINI_TIMEOUT_MS": "10000", "DATABASE_URL": self.database_url, "REDIS_URL": self.redis.url,
             "SEND_RATE_PER_MINUTE": "100000", "SEND_BURST": "1000", "SEND_CHAT_GAP_MIN": "0",
-            "SEND_CHAT_GAP_MAX": "0", "BATCH_WINDOW": "0", "LOG_LEVEL": "WARNING", **settings,
+            "SEND_CHAT_GAP_MAX": "0", "BATCH_WINDOW": "0", "LOG_LEVEL": "WARNING", "MODEL_RATE_LIMIT": "100000/m",
+            **settings,
         }
         os.environ.update(self.env)  # the benchmark process itself runs pipeline functions too
         for step in (["alembic", "upgrade", "head"], ["kb", "build"]):

@@ -84,6 +84,9 @@ def configure_logging(level: str, secrets: list[str], log_dir: str = "") -> None
     root.setLevel(level)
     for noisy in ("google_genai.models", "httpx", "httpx2", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # "<name> ready." and broker reconnects are what operators and supervisors look for.
+    for lifecycle in ("celery.apps.worker", "celery.worker.consumer.consumer"):
+        logging.getLogger(lifecycle).setLevel(min(logging.INFO, root.level))
 
 
 def configure_from_settings() -> None:
