@@ -69,15 +69,6 @@ def _timezone(raw: str) -> str:
     return raw.strip()
 
 
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError("must be true or false")
-
-
 def _unit_interval(raw: str) -> float:
     value = float(raw)
     if not 0.0 <= value <= 1.0:

@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError
@@ -74,6 +74,4 @@ def ask_to_write(session: Session, message: Message, text: str) -> int | None:
     }, ["idempotency_key"])
     session.execute(update(Message).where(Message.id == message.id, Message.status.in_(("received", "failed")))
                     .values(status="failed"))
-    from sqlalchemy import select
-
     return session.scalar(select(Outbox.id).where(Outbox.idempotency_key == key))

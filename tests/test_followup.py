@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -175,3 +176,29 @@ def test_two_concurrent_sweeps_never_claim_a_touch_twice() -> None:
     assert len(everything) == 300 and len(set(everything)) == 300  # each touch claimed exactly once
 
 
+
+
+@pytest.mark.usefixtures("workers")
+def test_the_sweep_task_sends_a_due_touch_through_the_workers(wappi: Any) -> None:
+    from datetime import UTC
+
+    from tasks import app
+    from tests.conftest import wait_for
+    from tests.test_pipeline import replies_to
+
+    # A moment inside working hours more than a day ago, so the first touch is already due.
+    moment = datetime.now(ALMATY).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    while moment.weekday() > 4:
+        moment -= timedelta(days=1)
+    contact_id = lead_went_silent("77300000099")
+    with session_scope() as session:
+        contact = session.get(Contact, contact_id)
+        assert contact is not None
+        contact.last_message_at = (moment - timedelta(hours=24)).astimezone(UTC)
+    app.send_task("pipeline.followup_sweep", queue="followup")
+    touches = wait_for(lambda: replies_to(wappi, "77300000099"), message="the first touch to reach the chat")
+    assert len(touches) == 1 and touches[0]["body"]
+    outbox = wait_for(lambda: [row for row in rows("SELECT kind, status FROM outbox") if row.status == "sent"],
+                      message="the touch marked sent")
+    assert [(row.kind, row.status) for row in outbox] == [("follow_up", "sent")]
+    assert rows("SELECT touch_number, status FROM follow_ups")[0] == (1, "active")
