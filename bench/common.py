@@ -110,13 +110,20 @@ def first_start(bench: Bench) -> None:
     poll_profile(session_scope, client, profile_id, lambda ids: None, now=__import__("time").time() - 5)
 
 
-def worker_rss_mb(pool: Any, name: str) -> float:
-    """Resident memory of one worker: its main process and pool children, in MB."""
+def worker_rss_mb(pool: Any, name: str) -> dict[str, float]:
+    """Memory of one worker, in MB: `rss` of its largest process, and `pss` summed over its main
+    process and pool children (PSS splits pages shared after fork fairly, so it is what the
+    worker really costs; summing RSS would count the shared libraries twice)."""
     pids = [pool.processes[name].pid, *pool.children(name)]
-    total = 0
+    largest_rss = 0
+    pss = 0
     for pid in pids:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total / 1024
+                    largest_rss = max(largest_rss, int(line.split()[1]))
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+    return {"rss": largest_rss / 1024, "pss": pss / 1024}

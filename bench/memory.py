@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     half = args.messages // 2
     bench = Bench("assistant_bench_memory")
-    readings: dict[int, dict[str, float]] = {}
+    readings: dict[int, dict[str, dict[str, float]]] = {}
     try:
         for name, queues in WORKERS.items():
             bench.workers.start(name, queues, concurrency=1)
@@ -33,15 +33,17 @@ def main() -> None:
                     time.sleep(0.2)
                 readings[number + 1] = {name: worker_rss_mb(bench.workers, name) for name in WORKERS}
                 print(f"after {number + 1} messages: " + ", ".join(
-                    f"{name} {mb:.0f} MB" for name, mb in readings[number + 1].items()), flush=True)
+                    f"{name} rss {mb['rss']:.0f} MB / pss {mb['pss']:.0f} MB"
+                    for name, mb in readings[number + 1].items()), flush=True)
             elif number % 200 == 199:  # keep the queues short, like real traffic would
                 while len(bench.wappi.sent_messages("be0c0000-0001")) < number - 100:
                     time.sleep(0.1)
     finally:
         bench.close()
-    print(f"machine: {machine()} (each worker: main process + 1 pool process)")
-    print(json.dumps({f"rss_mb_{half}": round(max(readings[half].values()), 1),
-                      f"rss_mb_{args.messages}": round(max(readings[args.messages].values()), 1)}))
+    print(f"machine: {machine()} (each worker: main process + 1 pool process; the figures below are the "
+          f"largest single process's RSS)")
+    largest = {count: round(max(item["rss"] for item in reading.values()), 1) for count, reading in readings.items()}
+    print(json.dumps({f"rss_mb_{half}": largest[half], f"rss_mb_{args.messages}": largest[args.messages]}))
 
 
 if __name__ == "__main__":
