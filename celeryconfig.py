@@ -25,7 +25,7 @@ STAGES: dict[str, tuple[str, str | None, int, int]] = {
     "pipeline.follow_up": ("followup", _settings.model_rate_limit, 90, 120),
 }
 
-# Delays longer than this are database rows read by a sweep, never countdowns (see README).
+# Delays longer than this are database rows read by a sweep, never countdowns (tasks.base caps them).
 MAX_COUNTDOWN = 600
 LONGEST_TASK = max(hard for _, _, _, hard in STAGES.values())
 VISIBILITY_TIMEOUT = 3600

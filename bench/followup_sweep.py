@@ -47,6 +47,7 @@ def main() -> None:
         app = bench.celery()
         started = time.perf_counter()
         claimed = sweep_once(now)
+        claim_seconds = time.perf_counter() - started
         with app.producer_or_acquire() as producer:
             for chain_id, touch_number in claimed:  # what the task does after the claim committed
                 app.send_task("pipeline.follow_up", args=[chain_id, touch_number], queue="followup",
@@ -60,7 +61,8 @@ def main() -> None:
             idle.append((time.perf_counter() - tick) * 1000)
         queued = app.connection().default_channel.client.llen("followup")
         print(f"one sweep claimed and enqueued {len(claimed)} of {CONTACTS} in {sweep_seconds:.2f} s "
-              f"({queued} on the queue); idle sweep median {statistics.median(idle):.1f} ms")
+              f"(claim {claim_seconds:.2f} s; {queued} on the queue); idle sweep median "
+              f"{statistics.median(idle):.1f} ms")
     finally:
         bench.close()
     print(f"machine: {machine()}")

@@ -23,7 +23,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2,
              message: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

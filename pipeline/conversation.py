@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -64,6 +64,11 @@ def ingest_decision(session: Session, message_id: int, now: datetime, *, window:
         message.status = "ignored"
         return IngestDecision("stop", reason="whitelisted")
     if is_opt_out(message.text):
+        # The whole unanswered burst ends here: no sales reply after a STOP.
+        session.execute(update(Message).where(Message.contact_id == contact.id, Message.direction == "in",
+                                              Message.status.in_(("received", "waiting")))
+                        .values(status="answered"))
+        contact.batch_due_at = None
         message.status = "answered"
         contact.opted_out = True
         contact.awaiting_follow_up = False
@@ -175,6 +180,12 @@ def commit_reply(session: Session, context: ReplyContext, reply: str, answers: l
 
     A customer message that arrived while the model was answering supersedes the answer: nothing
     is written, and the newer message's turn answers everything."""
+    contact = session.get(Contact, context.contact_id, with_for_update=True)
+    if contact is not None and contact.paused_until is not None and contact.paused_until > datetime.now(UTC):
+        # A human answered from the phone while the model was working: the bot stays out of it.
+        session.execute(update(Message).where(Message.id == context.message_id, Message.status == "received")
+                        .values(status="paused"))
+        return None
     newer = session.scalar(select(Message.id).where(
         Message.contact_id == context.contact_id, Message.direction == "in", Message.status == "received",
         Message.id > context.message_id).limit(1))

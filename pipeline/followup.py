@@ -55,7 +55,8 @@ def start_chains(session: Session, now: datetime, hours: WorkingHours, intervals
                  limit: int = 10_000) -> int:
     """Start a chain for each lead whose chat has ended with our reply for at least the first interval."""
     cutoff = now - timedelta(hours=intervals[0])
-    query = (select(Contact).where(Contact.awaiting_follow_up.is_(True), Contact.last_message_at <= cutoff)
+    # The bare column (not "IS true") lets PostgreSQL use the partial index on awaiting_follow_up.
+    query = (select(Contact).where(Contact.awaiting_follow_up, Contact.last_message_at <= cutoff)
              .order_by(Contact.last_message_at).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
@@ -122,6 +123,12 @@ def stop(session: Session, chain_id: int, reason: str) -> None:
                     .values(status="stopped", stop_reason=reason, next_touch_at=None))
 
 
+def reopen(session: Session, chain_id: int) -> None:
+    """A chain stopped because its touch failed for good goes back to active (for a replay)."""
+    session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.stop_reason == "failed")
+                    .values(status="active", stop_reason=None))
+
+
 def plan_touch(session: Session, chain_id: int, touch_number: int, now: datetime, *, business_name: str,
                timezone: str, kb_budget: int, history_limit: int) -> TouchPlan | str | None:
     """What touch `touch_number` needs, a stop reason (str), or None when there is nothing to do."""
@@ -171,7 +178,8 @@ def answer_meaning(gemini: GeminiClient, text: str, model: str) -> tuple[str, An
 def commit_touch(session: Session, plan: TouchPlan, answer: Answer, now: datetime, hours: WorkingHours,
                  intervals: tuple[int, ...]) -> int | None:
     """Write the touch to the outbox and move the chain on, atomically. Returns the outbox id."""
-    chain = session.get(FollowUp, plan.chain_id)
+    # Locked, so a client message that stops the chain now cannot slip in between check and write.
+    chain = session.get(FollowUp, plan.chain_id, with_for_update=True)
     key = follow_up_key(plan.chain_id, plan.touch_number)
     if chain is not None and chain.status == "active" and chain.touch_number == plan.touch_number - 1:
         record_usage(session, "follow_up", answer, plan.contact_id)

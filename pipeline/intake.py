@@ -254,6 +254,9 @@ def store_webhook(sessions: Callable[[], AbstractContextManager[Session]], profi
             kind = str(item.get("wh_type") or "incoming_message")
             if kind not in WEBHOOK_TYPES_STORED:
                 continue
+            if not item.get("id"):
+                log.warning("webhook: a %s without an id was skipped", kind)
+                continue
             message = parse_message(item)
             if message.is_group or not message.phone or not message.phone.isdigit():
                 continue

@@ -53,14 +53,17 @@ class Defer(Exception):
         self.countdown = countdown
 
 
+MAX_COUNTDOWN = 600  # every countdown stays far below the broker's visibility timeout (celeryconfig)
+
+
 def backoff(attempt: int, exc: BaseException | None = None) -> float:
-    """Exponential backoff with full jitter; a server's own retry hint is a floor."""
+    """Exponential backoff with full jitter; a server's own retry hint is a floor, MAX_COUNTDOWN a cap."""
     delay = min(BACKOFF_MAX, BACKOFF_BASE * (2 ** (attempt - 1)))
     delay = random.uniform(delay / 2, delay)
     hint = getattr(exc, "retry_after", None)
     if isinstance(hint, (int, float)) and hint > 0:
         delay = max(delay, float(hint) + random.uniform(0, 1))
-    return delay
+    return min(delay, MAX_COUNTDOWN)
 
 
 class PipelineTask(Task):
@@ -82,7 +85,7 @@ class PipelineTask(Task):
             raise
         except Defer as deferral:
             log.info("%s deferred %.1fs: %s", self.name, deferral.countdown, deferral)
-            raise self.retry(countdown=deferral.countdown, max_retries=None) from None
+            raise self.retry(countdown=min(deferral.countdown, MAX_COUNTDOWN), max_retries=None) from None
         except TRANSIENT as exc:
             attempts = self._count_attempt()
             if attempts >= self.max_attempts:
@@ -118,13 +121,16 @@ class PipelineTask(Task):
         except redis.RedisError:
             return
         if deliveries > MAX_REDELIVERIES:
-            message = f"redelivered {deliveries} times: the worker died running it each time"
-            self.dead_letter(RuntimeError(message), args, kwargs, "")
+            problem = RuntimeError(f"redelivered {deliveries} times: the worker died running it each time")
+            self.dead_letter(problem, args, kwargs, "")
+            self.after_dead_letter(args, kwargs, problem)
             raise Ignore()
 
     # -- dead letters ------------------------------------------------------------------------
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        self.dead_letter(exc, tuple(args or ()), dict(kwargs or {}), str(einfo or ""))
+        # After a hard time limit Celery calls this in the parent process, where self.request is
+        # empty: the task id comes from the arguments then.
+        self.dead_letter(exc, tuple(args or ()), dict(kwargs or {}), str(einfo or ""), task_id=task_id)
         self.after_dead_letter(args, kwargs, exc)
 
     def after_dead_letter(self, args: Any, kwargs: Any, exc: BaseException) -> None:
@@ -134,16 +140,17 @@ class PipelineTask(Task):
         """Undo `after_dead_letter` before `dlq replay` re-enqueues the task."""
 
     def dead_letter(self, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    trace: str) -> None:
+                    trace: str, task_id: str = "") -> None:
         request = self.request
+        task_id = request.id or task_id
         queue = (request.delivery_info or {}).get("routing_key") or ""
         now = datetime.now(UTC)
         try:
-            attempts = int(get_redis().get(key("attempts", request.id)) or 0) or 1
+            attempts = int(get_redis().get(key("attempts", task_id)) or 0) or 1
         except redis.RedisError:
             attempts = int(request.retries) + 1
         values = {
-            "task_name": self.name, "task_id": request.id or "", "args": list(args),
+            "task_name": self.name, "task_id": task_id or f"unknown-{now.timestamp()}", "args": list(args),
             "kwargs": kwargs, "queue": queue, "chain": list(request.chain or []) or None,
             "exception": f"{type(exc).__name__}: {exc}"[:4000],
             "traceback": (trace or "".join(traceback.format_exception(exc)))[-20000:],
@@ -160,7 +167,7 @@ class PipelineTask(Task):
             log.exception("could not write dead letter; task=%s id=%s args=%s chain=%s exception=%s",
                           self.name, request.id, args, request.chain, values["exception"])
             raise
-        log.error("dead-lettered %s[%s] args=%s: %s", self.name, request.id, list(args),
+        log.error("dead-lettered %s[%s] args=%s: %s", self.name, task_id, list(args),
                   values["exception"])
 
 

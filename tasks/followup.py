@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from clients.gemini import get_client
 from db.session import session_scope
-from pipeline.followup import answer_meaning, claim_due, commit_touch, plan_touch, start_chains, stop
+from pipeline.followup import answer_meaning, claim_due, commit_touch, plan_touch, reopen, start_chains, stop
 from settings import get_settings
 from tasks.app import app
 from tasks.base import PipelineTask
@@ -31,8 +32,9 @@ def sweep_once(now: datetime) -> list[tuple[int, int]]:
 @app.task(base=PipelineTask, name="pipeline.followup_sweep")
 def followup_sweep() -> int:
     claimed = sweep_once(datetime.now(UTC))
-    for chain_id, touch_number in claimed:  # enqueued after the claim committed
-        follow_up.delay(chain_id, touch_number)
+    with app.producer_or_acquire() as producer:  # one connection for thousands of publishes
+        for chain_id, touch_number in claimed:  # enqueued after the claim committed
+            follow_up.apply_async((chain_id, touch_number), producer=producer)
     return len(claimed)
 
 
@@ -66,7 +68,25 @@ def run_touch(chain_id: int, touch_number: int, now: datetime) -> int | None:
         return commit_touch(session, plan, answer, now, hours, settings.follow_up_intervals)
 
 
-@app.task(base=PipelineTask, name="pipeline.follow_up")
+class FollowUpTask(PipelineTask):
+    """A touch that failed for good stops its chain, instead of being claimed again every lease."""
+
+    id_field = "chain_id"
+
+    def after_dead_letter(self, args: Any, kwargs: Any, exc: BaseException) -> None:
+        chain_id = args[0] if args else None
+        if isinstance(chain_id, int):
+            with session_scope() as session:
+                stop(session, chain_id, "failed")
+
+    def prepare_replay(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        chain_id = args[0] if args else None
+        if isinstance(chain_id, int):
+            with session_scope() as session:
+                reopen(session, chain_id)
+
+
+@app.task(base=FollowUpTask, name="pipeline.follow_up")
 def follow_up(chain_id: int, touch_number: int) -> int | None:
     from tasks.send import send
 

@@ -21,7 +21,7 @@ from tasks.chains import start_conversations
 
 log = logging.getLogger(__name__)
 POLL_LOCK_SECONDS = 70  # longer than the poll's hard time limit (60 s)
-OVERDUE_GRACE = timedelta(seconds=3)  # a live timer fires on time; one this late has lost its worker
+OVERDUE_GRACE = timedelta(seconds=30)  # a live timer fires on time; one this late has lost its worker
 
 
 @app.task(base=PipelineTask, name="pipeline.poll")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import select
+
 from clients.gemini import get_client as get_gemini
 from clients.wappi import get_client as get_wappi
 from db.models import Message, Profile
@@ -45,28 +47,35 @@ def transcribe(message_id: int | None) -> int | None:
         message = session.get(Message, message_id)
         if message is None or message.status != "received":
             return None
-        if not message.is_voice or message.transcription:
-            return message_id  # nothing to transcribe (or done by an earlier run)
         profile = session.get(Profile, message.profile_id)
         assert profile is not None
-        provider_profile, provider_id, contact_id = profile.profile_id, message.provider_message_id, message.contact_id
-    # One media download per profile at a time: Wappi has crossed concurrent answers.
-    try:
-        with held("media-lock", provider_profile, timeout=MEDIA_LOCK_SECONDS, busy_retry=1.0, what="profile media"):
-            transcript = transcribe_voice(get_wappi(provider_profile), get_gemini(), provider_id,
-                                          model=settings.gemini_transcribe_model, max_bytes=settings.max_audio_bytes)
-    except AudioTooLarge as exc:
-        log.warning("transcribe message %s: %s; asking the customer to write", message_id, exc)
-        from tasks.send import send
+        provider_profile, contact_id = profile.profile_id, message.contact_id
+        # The burst's newest message carries the chain: every voice note of the burst is transcribed.
+        pending = [(row.id, row.provider_message_id) for row in session.scalars(select(Message).where(
+            Message.contact_id == contact_id, Message.status == "received", Message.is_voice.is_(True),
+            Message.transcription.is_(None), Message.id <= message_id).order_by(Message.id))]
+    for voice_id, provider_id in pending:
+        # One media download per profile at a time: Wappi has crossed concurrent answers.
+        try:
+            with held("media-lock", provider_profile, timeout=MEDIA_LOCK_SECONDS, busy_retry=1.0,
+                      what="profile media"):
+                transcript = transcribe_voice(get_wappi(provider_profile), get_gemini(), provider_id,
+                                              model=settings.gemini_transcribe_model,
+                                              max_bytes=settings.max_audio_bytes)
+        except AudioTooLarge as exc:
+            log.warning("transcribe message %s: %s; asking the customer to write", voice_id, exc)
+            from tasks.send import send
 
+            with session_scope() as session:
+                voice = session.get(Message, voice_id)
+                assert voice is not None
+                outbox_id = ask_to_write(session, voice, settings.voice_fallback_text)
+            if outbox_id is not None:
+                send.delay(outbox_id)
+            if voice_id == message_id:
+                return None
+            continue
+        log.info("transcribed message %s: %d bytes in %.0f ms", voice_id, transcript.size, transcript.seconds * 1000)
         with session_scope() as session:
-            message = session.get(Message, message_id)
-            assert message is not None
-            outbox_id = ask_to_write(session, message, settings.voice_fallback_text)
-        if outbox_id is not None:
-            send.delay(outbox_id)
-        return None
-    log.info("transcribed message %s: %d bytes in %.0f ms", message_id, transcript.size, transcript.seconds * 1000)
-    with session_scope() as session:
-        store_transcript(session, message_id, contact_id, transcript)
+            store_transcript(session, voice_id, contact_id, transcript)
     return message_id

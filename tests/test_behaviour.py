@@ -187,7 +187,7 @@ def test_a_worker_killed_mid_window_still_answers_once(clean: None, wappi: Wappi
             stack.send_task("pipeline.poll", "poll")  # what beat does; the poll restarts the dead timer
             return bool(replies_to(wappi, "77500000009"))
 
-        wait_for(answered, timeout=60, interval=2.0, message="the answer after the restart")
+        wait_for(answered, timeout=120, interval=2.0, message="the answer after the restart")
         time.sleep(3.0)
         assert len(replies_to(wappi, "77500000009")) == 1
     finally:

@@ -87,3 +87,19 @@ def test_captions_are_answered_and_stickers_are_only_recorded(wappi: WappiEmulat
     assert rows("SELECT count(*) FROM dead_letters")[0][0] == 0
 
 
+
+
+def test_a_voice_note_followed_by_text_in_one_burst_is_transcribed_too(wappi: WappiEmulator,
+                                                                       gemini: GeminiEmulator) -> None:
+    run_poll()
+    voice_note(wappi, "77200000006", "Хочу заказать наполеон на субботу", "b64")
+    customer_says(wappi, "77200000006", "Это возможно?")
+    run_poll()
+    wait_for(lambda: replies_to(wappi, "77200000006"), message="one reply to the burst")
+    time.sleep(1.5)
+    assert len(replies_to(wappi, "77200000006")) == 1
+    voice = rows("SELECT transcription, status FROM messages WHERE type = 'ptt'")[0]
+    assert voice.transcription == "Хочу заказать наполеон на субботу" and voice.status == "answered"
+    agent_turn = gemini.requests_log()[-1]["body"]["contents"][-1]["parts"]
+    assert agent_turn[0]["text"].endswith("Хочу заказать наполеон на субботу")
+    assert agent_turn[1]["text"] == "Это возможно?"
