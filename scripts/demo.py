@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             env.update({"WAPPI_TOKEN": DEMO_TOKEN, "WAPPI_PROFILE_ID": DEMO_PROFILE, "WAPPI_BASE_URL": wappi_url,
                         "GEMINI_API_KEY": DEMO_KEY, "GEMINI_BASE_URL": f"http://127.0.0.1:{gemini_port}",
                         "POLL_INTERVAL": "1"})
+            # A short burst window keeps the scripted chat brisk; production keeps 9 s.
+            env.setdefault("BATCH_WINDOW", "2")
             # The demo's Redis db may hold an old beat schedule; start it clean.
             import redis
 
