@@ -21,13 +21,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import KEY, PG_ADMIN, PROFILE_ID, ROOT, TOKEN
 
-PROFILE_ID = "be0c0000-0001"
-TOKEN = "bench-token"
-KEY = "bench-key"
-PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 DATABASE_URL = PG_ADMIN.rsplit("/", 1)[0] + "/assistant_bench"
 
 

@@ -97,6 +97,12 @@ def ingest_decision(session: Session, message_id: int, now: datetime, *, window:
     return IngestDecision("go")
 
 
+def waiting_contact(session: Session, message_id: int) -> int | None:
+    """The contact of a customer message still waiting for its answer; None once it is handled."""
+    message = session.get(Message, message_id)
+    return message.contact_id if message is not None and message.status == "received" else None
+
+
 def conversation_turns(session: Session, contact_id: int, limit: int, max_chars: int = 4000) -> list[Turn]:
     """The contact's last `limit` messages, oldest first, as model turns. This contact's only.
 

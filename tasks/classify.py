@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from clients.gemini import get_client
-from db.models import Contact, Message
+from db.models import Contact
 from db.session import session_scope
 from pipeline.classification import ask_verdict, classify_input, decide, park_message, store_verdict
+from pipeline.conversation import waiting_contact
 from settings import get_settings
 from tasks.app import app
 from tasks.base import MessageStageTask
@@ -22,10 +23,9 @@ def classify(message_id: int | None) -> int | None:
         return None
     settings = get_settings()
     with session_scope() as session:
-        message = session.get(Message, message_id)
-        if message is None or message.status != "received":
-            return None
-        contact_id = message.contact_id
+        contact_id = waiting_contact(session, message_id)
+    if contact_id is None:
+        return None
     with contact_turn(contact_id):
         with session_scope() as session:
             contact = session.get(Contact, contact_id)

@@ -6,12 +6,11 @@ import logging
 from datetime import UTC, datetime
 
 from clients.gemini import get_client
-from db.models import Message
 from db.session import session_scope
 from domain.clock import human_datetime
 from domain.working_hours import WorkingHours
 from pipeline.agent import answer_customer
-from pipeline.conversation import commit_reply, reply_context
+from pipeline.conversation import commit_reply, reply_context, waiting_contact
 from settings import Settings, get_settings
 from tasks.app import app
 from tasks.base import MessageStageTask
@@ -33,10 +32,9 @@ def respond(message_id: int | None) -> int | None:
     settings = get_settings()
     hours = working_hours(settings)
     with session_scope() as session:
-        message = session.get(Message, message_id)
-        if message is None or message.status != "received":
-            return None
-        contact_id = message.contact_id
+        contact_id = waiting_contact(session, message_id)
+    if contact_id is None:
+        return None
     with contact_turn(contact_id):
         now = datetime.now(UTC)
         with session_scope() as session:
