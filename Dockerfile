@@ -15,6 +15,7 @@ COPY emulators emulators
 COPY cli cli
 COPY web web
 COPY harness harness
-RUN pip install --no-cache-dir . && useradd --create-home app
+# Editable, so settings.ROOT is /app and the knowledge base in /app/kb/docs is found.
+RUN pip install --no-cache-dir -e . && useradd --create-home app && chown -R app /app
 USER app
 CMD ["celery", "-A", "tasks", "worker", "-l", "INFO"]
