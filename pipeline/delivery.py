@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from clients.wappi import SendResult, WappiClient, WappiNotFoundError
@@ -107,7 +107,3 @@ def reset_for_replay(session: Session, outbox_id: int) -> None:
     """A failed row goes back to `sending`, so the replayed send reconciles before sending."""
     session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status == "failed").values(
         status="sending", error=None, updated_at=utcnow()))
-
-
-def outbox_status(session: Session, outbox_id: int) -> str | None:
-    return session.scalars(select(Outbox.status).where(Outbox.id == outbox_id)).first()

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError
-from db.models import Contact, FollowUp, Message, Outbox
+from db.models import Contact, FollowUp, Outbox
 from db.session import insert_ignore
 from domain.answers import short_answer
 from domain.clock import human_datetime
@@ -194,9 +194,3 @@ def commit_touch(session: Session, plan: TouchPlan, answer: Answer, now: datetim
         else:
             chain.next_touch_at = touch_due_at(hours, chain.anchor_at, intervals, plan.touch_number + 1)
     return session.scalar(select(Outbox.id).where(Outbox.idempotency_key == key))
-
-
-def last_inbound_message(session: Session, contact_id: int) -> Message | None:
-    return session.scalars(select(Message).where(Message.contact_id == contact_id, Message.direction == "in",
-                                                 or_(Message.status != "history", Message.status.is_(None)))
-                           .order_by(Message.sent_at.desc(), Message.id.desc()).limit(1)).first()

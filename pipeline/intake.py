@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clients.wappi import Dialog, WappiClient, WappiError, WappiMessage
@@ -195,12 +195,6 @@ def stranded_messages(session: Session, older_than: datetime, limit: int = 100) 
     """Customer messages stored but never picked up (a crash between commit and enqueue)."""
     return list(session.scalars(select(Message.id).where(
         Message.status == "received", Message.created_at < older_than).order_by(Message.id).limit(limit)))
-
-
-def mark_messages(session: Session, message_ids: Iterable[int], status: str) -> None:
-    ids = list(message_ids)
-    if ids:
-        session.execute(update(Message).where(Message.id.in_(ids)).values(status=status))
 
 
 def overdue_bursts(session: Session, before: datetime, limit: int = 100) -> list[int]:
