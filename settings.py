@@ -138,6 +138,13 @@ def _log_level(raw: str) -> str:
     return value
 
 
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in {"true", "false", "1", "0", "yes", "no"}:
+        raise ValueError("must be true or false")
+    return value in {"true", "1", "yes"}
+
+
 def _setting(env: str, parse: Callable[[str], Any], default: Any = None, *, required: bool = False,
              secret: bool = False, help: str = "") -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "required": required,
@@ -196,6 +203,9 @@ class Settings:
                                           help="messages before an undecided contact's verdict counts")
     classify_min_confidence: float = _setting("CLASSIFY_MIN_CONFIDENCE", _unit_interval, 0.8,
                                               help="confidence that counts at once, with fewer messages")
+    answer_undecided: bool = _setting("ANSWER_UNDECIDED", _boolean, True,
+                                      help="answer a contact the moderator cannot yet classify, neutrally "
+                                           "(false: wait for a verdict)")
     working_days: tuple[int, ...] = _setting("WORKING_DAYS", _weekdays, (0, 1, 2, 3, 4),
                                              help="days calls can be booked, e.g. mon-fri")
     working_hours: tuple[int, int] = _setting("WORKING_HOURS", _hours, (600, 1080),
@@ -239,6 +249,14 @@ class Settings:
                                         help="least seconds between two messages to one chat")
     send_chat_gap_max: float = _setting("SEND_CHAT_GAP_MAX", _non_negative_float, 3.0,
                                         help="most seconds of that random gap")
+    reconcile_settle: float = _setting("RECONCILE_SETTLE", _non_negative_float, 15.0,
+                                       help="seconds after an unclear send before the chat history is checked")
+    reconcile_recheck: float = _setting("RECONCILE_RECHECK", _non_negative_float, 45.0,
+                                        help="seconds after an unclear send of the second, last check before resending")
+    hold_max_age: float = _setting("HOLD_MAX_AGE", _non_negative_float, 7200.0,
+                                   help="seconds a held reply may wait for an offline profile, then a dead letter")
+    hold_check_interval: float = _setting("HOLD_CHECK_INTERVAL", _non_negative_float, 30.0,
+                                          help="seconds between status checks of a profile that cannot send")
     max_attempts: int = _setting("TASK_MAX_ATTEMPTS", _positive_int, 6,
                                  help="failed attempts of a task before it goes to the dead-letter table")
     webhook_secret: str = _setting("WEBHOOK_SECRET", _text, "", secret=True,

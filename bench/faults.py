@@ -1,8 +1,10 @@
-"""Fault-injection run: N conversations through real workers while Wappi fails 20 % of calls,
-Gemini answers 10 % with 429, pool processes on every queue are SIGKILLed at random, and Redis
-restarts once. The last line is one JSON object; duplicates and lost must be 0.
+"""Fault-injection run: N conversations through real workers while Wappi fails 20 % of calls (half
+of them accepted-then-5xx, with every accepted send showing in the history only 10 s later),
+Gemini answers 10 % with 429, pool processes are SIGKILLed at times spread over the whole run, and
+Redis restarts half-way through it. The last line is one JSON object with the fault counts
+actually applied; duplicates and lost must be 0.
 
-    .venv/bin/python bench/faults.py [--conversations 300]
+    .venv/bin/python bench/faults.py [--conversations 300] [--feed-seconds 150]
 
 Uses the local PostgreSQL (database `assistant_bench`, recreated) and a private Redis.
 """
@@ -30,6 +32,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--conversations", type=int, default=300)
     parser.add_argument("--kills", type=int, default=12, help="random SIGKILLs of pool processes")
+    parser.add_argument("--feed-seconds", type=float, default=None,
+                        help="how long the customers keep writing (default: half a second each)")
+    parser.add_argument("--history-lag", type=float, default=10.0, help="seconds until a send shows in the history")
     parser.add_argument("--timeout", type=float, default=1500.0)
     args = parser.parse_args()
 
@@ -87,25 +92,49 @@ def main() -> int:
     ticker = threading.Thread(target=beat, daemon=True)
     ticker.start()
     rng = random.Random(42)
+    feed_seconds = args.feed_seconds if args.feed_seconds is not None else args.conversations * 0.5
+    # The run: the feed, then the tail while the last replies settle (reconciliation's 45 s check).
+    run_seconds = feed_seconds + 60.0
+    kill_times = sorted(rng.uniform(0, run_seconds) for _ in range(args.kills))
+    restart_time = run_seconds / 2
+    applied: dict[str, list[float]] = {"kills": [], "redis_restarts": []}
+
+    def chaos() -> None:
+        """SIGKILLs at their times over the whole run, and one Redis restart half-way."""
+        events = [(at, "kill") for at in kill_times] + [(restart_time, "restart")]
+        for at, what in sorted(events):
+            while running.is_set() and time.monotonic() - started < at:
+                time.sleep(0.1)
+            if not running.is_set():
+                return
+            if what == "restart":
+                redis_server.restart()
+                applied["redis_restarts"].append(round(time.monotonic() - started, 1))
+                continue
+            victim = rng.choice(list(layout))
+            children = workers.children(victim)
+            if children:
+                os.kill(children[0], signal.SIGKILL)
+                applied["kills"].append(round(time.monotonic() - started, 1))
+
+    chaos_thread = threading.Thread(target=chaos, daemon=True)
     try:
         wait_for(lambda: rows("SELECT 1 FROM profiles WHERE last_poll_at IS NOT NULL"), timeout=60,
                  message="first start")
-        requests.post(f"{wappi.url}/_emulator/faults", json={"rate_5xx": 0.1, "rate_timeout": 0.1,
-                                                              "timeout_seconds": 4.0, "seed": 1}, timeout=5)
+        # 20 % of calls fail: 5 % a 5xx, 5 % a timeout, and on sends 10 % accepted-then-5xx (a lost
+        # acknowledgement); every accepted send shows in the history only after the lag.
+        requests.post(f"{wappi.url}/_emulator/faults", json={
+            "rate_5xx": 0.05, "rate_timeout": 0.05, "timeout_seconds": 4.0, "rate_accept_then_5xx": 0.1,
+            "history_lag_seconds": args.history_lag, "seed": 1}, timeout=5)
         requests.post(f"{gemini.url}/_emulator/faults", json={"rate_429": 0.1, "retry_delay": "1s", "seed": 1},
                       timeout=5)
         phones = [f"7702{index:07d}" for index in range(args.conversations)]
-        kill_at = sorted(rng.sample(range(args.conversations), min(args.kills, args.conversations)))
-        restart_at = args.conversations // 2
+        chaos_thread.start()
+        feed_started = time.monotonic()
         for index, phone in enumerate(phones):
+            due = feed_started + feed_seconds * index / max(1, args.conversations)
+            time.sleep(max(0.0, due - time.monotonic()))
             wappi.customer_message(PROFILE_ID, phone, f"Здравствуйте! Вопрос {index}: сколько стоит доставка?")
-            if index in kill_at:
-                victim = rng.choice(list(layout))
-                for child in workers.children(victim)[:1]:
-                    os.kill(child, signal.SIGKILL)
-            if index == restart_at:
-                redis_server.restart()
-            time.sleep(0.05)
 
         def settled() -> bool:
             pending = rows("SELECT count(*) FROM messages WHERE direction = 'in' AND status = 'received'")[0][0]
@@ -118,9 +147,14 @@ def main() -> int:
         except AssertionError as exc:
             print(f"not settled: {exc}", file=sys.stderr)
     finally:
+        seconds = time.monotonic() - started
         running.clear()
         ticker.join(timeout=5)
-        seconds = time.monotonic() - started
+        if chaos_thread.is_alive():
+            chaos_thread.join(timeout=30)
+        wappi_faults = Counter(entry["fault"] for entry in wappi.requests_log() if entry.get("fault"))
+        gemini_429 = sum(workers.log(name).count("GeminiTransientError") for name in layout
+                         if workers.log_path(name).exists())
         sent = wappi.sent_messages(PROFILE_ID)
         per_phone = Counter(item["phone"] for item in sent)
         dead_letters = rows("SELECT count(*) FROM dead_letters")[0][0]
@@ -134,7 +168,11 @@ def main() -> int:
         wappi.stop()
         gemini.stop()
     print(json.dumps({"conversations": args.conversations, "replies": replied, "duplicates": duplicates,
-                      "dead_letters": dead_letters, "lost": lost, "seconds": round(seconds, 1)}))
+                      "dead_letters": dead_letters, "lost": lost, "seconds": round(seconds, 1),
+                      "faults": {"worker_kills": len(applied["kills"]), "kill_times": applied["kills"],
+                                 "redis_restarts": applied["redis_restarts"], "wappi": dict(wappi_faults),
+                                 "history_lag_seconds": args.history_lag,
+                                 "gemini_retries_logged": gemini_429}}))
     return 0 if duplicates == 0 and lost == 0 else 1
 
 

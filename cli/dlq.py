@@ -54,6 +54,7 @@ def list_(ctx: click.Context, task_name: str | None, since: str | None, limit: i
     """List dead letters, newest first."""
     from db.models import DeadLetter
     from db.session import session_scope
+    from infra.logging import mask_text
 
     _app(ctx)
     query = select(DeadLetter).order_by(DeadLetter.last_failed_at.desc(), DeadLetter.id.desc()).limit(limit)
@@ -70,31 +71,33 @@ def list_(ctx: click.Context, task_name: str | None, since: str | None, limit: i
     for row in rows:
         click.echo(f"{row.id:>5}  {row.last_failed_at:%Y-%m-%d %H:%M:%S}  {row.task_name:18}  "
                    f"{json.dumps(row.args)[:12]:12}  {row.attempts:>5}  {row.replay_count:>8}  "
-                   f"{row.exception.splitlines()[0][:80] if row.exception else ''}")
+                   f"{mask_text(row.exception.splitlines()[0])[:80] if row.exception else ''}")
 
 
 @dlq.command("show")
 @click.argument("dead_letter_id", type=int)
 @click.pass_context
 def show(ctx: click.Context, dead_letter_id: int) -> None:
-    """Everything stored about one dead letter, traceback included."""
+    """Everything stored about one dead letter, traceback included (masked like logs)."""
     from db.models import DeadLetter
     from db.session import session_scope
+    from infra.logging import mask_text
 
     _app(ctx)
     with session_scope() as session:
         row = session.get(DeadLetter, dead_letter_id)
         if row is None:
             raise click.ClickException(f"no dead letter with id {dead_letter_id}")
-        click.echo(json.dumps({
+        # Stored masked since issue 10; masked again here for letters written before that.
+        click.echo(mask_text(json.dumps({
             "id": row.id, "task": row.task_name, "task_id": row.task_id, "queue": row.queue,
             "args": row.args, "kwargs": row.kwargs, "rest_of_chain": row.chain,
             "attempts": row.attempts, "first_failed_at": row.first_failed_at.isoformat(),
             "last_failed_at": row.last_failed_at.isoformat(), "replay_count": row.replay_count,
             "replayed_at": row.replayed_at.isoformat() if row.replayed_at else None,
             "exception": row.exception,
-        }, ensure_ascii=False, indent=2))
-        click.echo("\n" + row.traceback)
+        }, ensure_ascii=False, indent=2)))
+        click.echo("\n" + mask_text(row.traceback))
 
 
 @dlq.command("replay")

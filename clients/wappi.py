@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from domain.phones import is_group_chat, is_lid, normalize_phone
+from domain.phones import is_group_chat, is_lid, is_person_chat, normalize_phone
 from settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,23 @@ class WappiTransientError(WappiError):
     """Network error, timeout, 5xx or 429: worth retrying later."""
 
 
+class WappiCrossedResponseError(WappiTransientError):
+    """The answer holds another chat's messages (Wappi has crossed the answers of concurrent calls
+    of one profile): dropped whole; asking again is the fix."""
+
+
 class WappiRejectedError(WappiError):
     """Wappi refused the request (other 4xx, or 200 without status "done"): retrying won't help."""
+
+
+class WappiMediaTooLargeError(WappiRejectedError):
+    """The file is over the media cap (MAX_AUDIO_BYTES): refused from Content-Length or while
+    reading, never after the whole file is in memory."""
+
+
+class WappiMediaMismatchError(WappiTransientError):
+    """media/download answered with another message's file (Wappi has crossed the answers of
+    concurrent calls of one profile): the answer is dropped and the download asked again."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,11 @@ class Dialog:
     last_from_me: bool
     unread_count: int
 
+    @property
+    def is_person(self) -> bool:
+        """A conversation with a person: not a group, channel, broadcast list or status updates."""
+        return not self.is_group and is_person_chat(self.chat_id)
+
 
 @dataclass(frozen=True)
 class WappiMessage:
@@ -96,6 +116,20 @@ class WappiMessage:
     file_link: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def is_person(self) -> bool:
+        """From a conversation with a person: not a group, channel, broadcast list or status update."""
+        return not self.is_group and is_person_chat(self.chat_id)
+
+
+@dataclass(frozen=True)
+class MessagesPage:
+    """One `messages/get` answer: the messages read, and the items that could not be read, each
+    with the reason (stored by the caller as a dead letter, so that one bad item costs only itself)."""
+
+    messages: list[WappiMessage]
+    rejected: list[tuple[Mapping[str, Any], str]]
+
 
 @dataclass(frozen=True)
 class SendResult:
@@ -110,6 +144,52 @@ class Media:
     mime_type: str
     file_name: str
     media_type: str
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """What a message says about its file (name, size), to recognise the file's download."""
+
+    file_name: str = ""
+    size: int = 0
+    mime_type: str = ""
+
+
+VOICE_MESSAGE_TYPES = frozenset({"ptt", "audio"})
+
+
+def media_ref(item: Mapping[str, Any]) -> MediaRef:
+    """The file a message names: top-level `file_name`/`mimetype` (webhooks, newer sync answers),
+    the sync API's media `body` object (`fileName`, `fileLength`, `mimetype`), `media_info.size`."""
+    body = item.get("body") if isinstance(item.get("body"), Mapping) else {}
+    info = item.get("media_info") if isinstance(item.get("media_info"), Mapping) else {}
+    assert isinstance(body, Mapping) and isinstance(info, Mapping)
+    return MediaRef(
+        file_name=_str(item.get("file_name")) or _str(body.get("fileName")),
+        size=_int(body.get("fileLength")) or _int(info.get("size")),
+        mime_type=_str(item.get("mimetype")) or _str(body.get("mimetype")),
+    )
+
+
+def inline_voice(item: Mapping[str, Any]) -> Media | None:
+    """A webhook's voice note carries the whole file as base64 in `body`; None when it does not
+    (the sync API's media object, an empty or undecodable body)."""
+    message_type = _str(item.get("type"))
+    encoded = item.get("body")
+    if message_type not in VOICE_MESSAGE_TYPES or not isinstance(encoded, str) or not encoded.strip():
+        return None
+    try:
+        data = base64.b64decode(encoded.strip() + "=" * (-len(encoded.strip()) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        log.warning("voice note %s: its inline body is not base64; it will be downloaded", _str(item.get("id")))
+        return None
+    ref = media_ref(item)
+    return Media(data=data, mime_type=ref.mime_type, file_name=ref.file_name, media_type=message_type)
+
+
+def _same_file(name: str, other: str) -> bool:
+    """File names compared without the extension (Wappi's are `<uuid>.<ext>`)."""
+    return name.rsplit(".", 1)[0].lower() == other.rsplit(".", 1)[0].lower()
 
 
 def _str(value: Any) -> str:
@@ -128,13 +208,50 @@ def _int(value: Any) -> int:
     return 0
 
 
+def _id(value: Any) -> str:
+    """A provider id: a string, or a number some payloads send instead."""
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _flag(value: Any) -> bool:
+    """A boolean field: true only when it says so (`"no"` or a list is not "from me")."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value == 1
+    return isinstance(value, str) and value.strip().lower() in ("true", "1")
+
+
+MS_THRESHOLD = 100_000_000_000  # unix seconds reach this in the year 5138; a larger time is in ms
+
+
+def _unix_seconds(value: Any) -> int:
+    """Unix seconds from seconds or milliseconds (int, float or digits); 0 when unknown."""
+    if isinstance(value, float) and value == value and abs(value) < 1e18:
+        value = int(value)
+    seconds = _int(value)
+    if seconds >= MS_THRESHOLD:
+        seconds //= 1000
+    return seconds if 0 < seconds < MS_THRESHOLD else 0
+
+
+def chat_key(chat_id: str) -> str:
+    """What identifies a chat across id spellings: the phone digits of a 1:1 chat, else the id."""
+    value = chat_id.strip()
+    return normalize_phone(value) if is_person_chat(value) and not is_lid(value) else value
+
+
 def parse_message(item: Mapping[str, Any]) -> WappiMessage:
     """One message from `messages/get` (camelCase) or a webhook (snake_case); every field optional."""
-    message_id = _str(item.get("id"))
+    message_id = _id(item.get("id"))
     if not message_id:
         raise WappiRejectedError("message without an id")
     chat_id = _str(item.get("chatId")) or _str(item.get("chat_id"))
-    from_me = bool(item.get("fromMe", item.get("is_me", False)))
+    from_me = _flag(item.get("fromMe", item.get("is_me", False)))
     if not chat_id:
         chat_id = _str(item.get("to")) if from_me else _str(item.get("from"))
     whatsapp_chat_id = _str(item.get("whatsapp_chat_id"))
@@ -156,9 +273,9 @@ def parse_message(item: Mapping[str, Any]) -> WappiMessage:
         text = _str(body)
     else:
         text = ""  # webhook media bodies are base64 of the file, never text
-    time_value = _int(item.get("time"))
+    time_value = _unix_seconds(item.get("time"))
     from_where = _str(item.get("from_where"))
-    from_api = bool(item.get("isFromAPI")) or from_where == "api" \
+    from_api = _flag(item.get("isFromAPI")) or from_where == "api" \
         or _str(item.get("wh_type")) == "outgoing_message_api"
     s3_info = item.get("s3Info")
     file_link = _str(item.get("file_link")) or (
@@ -179,7 +296,7 @@ def parse_dialog(item: Mapping[str, Any]) -> Dialog:
     assert isinstance(contact, Mapping)
     sender = item.get("last_message_sender") if isinstance(item.get("last_message_sender"), Mapping) else {}
     assert isinstance(sender, Mapping)
-    last_time = _int(item.get("last_time"))
+    last_time = _unix_seconds(item.get("last_time"))
     return Dialog(
         chat_id=chat_id,
         phone=normalize_phone(chat_id),
@@ -189,7 +306,7 @@ def parse_dialog(item: Mapping[str, Any]) -> Dialog:
         full_name=_str(contact.get("FullName")),
         push_name=_str(contact.get("PushName")),
         business_name=_str(contact.get("BusinessName")),
-        last_message_id=_str(item.get("last_message_id")),
+        last_message_id=_id(item.get("last_message_id")),
         last_time=last_time,
         last_from_me=bool(sender.get("isMe", False)),
         unread_count=_int(item.get("unread_count")),
@@ -209,12 +326,13 @@ class WappiClient:
     caller's outbox decides), so a retry cannot multiply into a duplicate message."""
 
     def __init__(self, session: requests.Session, base_url: str, token: str, profile_id: str,
-                 *, timeout: float = 20.0) -> None:
+                 *, timeout: float = 20.0, max_media_bytes: int | None = None) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._token = token
         self.profile_id = profile_id
         self._timeout = timeout
+        self._max_media_bytes = max_media_bytes  # None: no cap
         # Wappi has crossed the answers of concurrent history/media calls of one profile.
         self._serial = threading.Lock()
 
@@ -288,19 +406,44 @@ class WappiClient:
         parsed = [parse_dialog(item) for item in dialogs if isinstance(item, Mapping) and item.get("id")]
         return parsed, _int(body.get("total_count"))
 
-    @_short_retry
     def get_messages(self, chat_id: str, *, limit: int = 50, offset: int = 0) -> list[WappiMessage]:
-        """A chat's messages, newest first."""
+        """A chat's messages, newest first (items that cannot be read are left out)."""
+        return self.get_messages_page(chat_id, limit=limit, offset=offset).messages
+
+    @_short_retry
+    def get_messages_page(self, chat_id: str, *, limit: int = 50, offset: int = 0) -> MessagesPage:
+        """A chat's messages, newest first, and the items that could not be read. An answer that
+        holds a message of another chat is refused whole (`WappiCrossedResponseError`, retried)."""
         def call() -> dict[str, Any]:
             return self._request("GET", "messages/get", params={
                 "chat_id": chat_id, "limit": limit, "offset": offset, "order": "desc"})
         body = self._serialized(call)
         self._require_done("messages/get", body)
-        messages = []
-        for item in body.get("messages") or []:
-            if isinstance(item, Mapping) and item.get("id"):
-                messages.append(parse_message(item))
-        return messages
+        wanted = chat_key(chat_id)
+        messages: list[WappiMessage] = []
+        rejected: list[tuple[Mapping[str, Any], str]] = []
+        items = body.get("messages")
+        listed: list[Any] = items if isinstance(items, list) else []
+        for item in listed:
+            if not isinstance(item, Mapping):
+                rejected.append(({"item": repr(item)[:500]}, "a message that is not an object"))
+                continue
+            try:
+                message = parse_message(item)
+            except Exception as exc:  # one unreadable item costs only itself
+                raw_chat = _str(item.get("chatId")) or _str(item.get("chat_id"))
+                if raw_chat and chat_key(raw_chat) != wanted:
+                    raise WappiCrossedResponseError(
+                        "Wappi messages/get: the answer holds a message of another chat") from exc
+                rejected.append((item, f"{type(exc).__name__}: {exc}"))
+                continue
+            # An @lid chat of a 1:1 conversation matches by the phone Wappi maps it to.
+            if message.chat_id and wanted not in (chat_key(message.chat_id), message.phone):
+                raise WappiCrossedResponseError(
+                    f"Wappi messages/get: the answer holds a message of another chat "
+                    f"({len(listed)} messages dropped)")
+            messages.append(message)
+        return MessagesPage(messages=messages, rejected=rejected)
 
     def send_message(self, recipient: str, text: str) -> SendResult:
         target = recipient if is_group_chat(recipient) else normalize_phone(recipient)
@@ -319,33 +462,65 @@ class WappiClient:
         self._require_done("message/mark/read", body)
 
     @_short_retry
-    def download_media(self, message_id: str) -> Media:
+    def download_media(self, message_id: str, expected: MediaRef | None = None) -> Media:
+        """The message's file. An answer that names another message, or a file whose name or size
+        differs from what the message said (`expected`), belongs to another message: it is dropped
+        with WappiMediaMismatchError (transient), and the download is asked again."""
         def call() -> Media:
             body = self._request("GET", "message/media/download", params={"message_id": message_id})
             self._require_done("message/media/download", body)
             mime = _str(body.get("mime_type")) or _str(body.get("mimetype"))
             name = _str(body.get("file_name"))
             media_type = _str(body.get("media_type"))
+            named = _str(body.get("message_id"))
+            if named and named != message_id:
+                raise WappiMediaMismatchError(f"Wappi media/download for {message_id} answered for {named}")
+            if expected is not None and expected.file_name and name and not _same_file(name, expected.file_name):
+                raise WappiMediaMismatchError(f"Wappi media/download for {message_id} answered with another "
+                                              f"file ({name!r}, expected {expected.file_name!r})")
             encoded = _str(body.get("file_b64"))
+            cap = self._max_media_bytes
+            if encoded and cap is not None and len(encoded) * 3 // 4 > cap + 2:
+                raise WappiMediaTooLargeError(f"Wappi media/download for {message_id}: file_b64 of about "
+                                              f"{len(encoded) * 3 // 4} bytes is over the cap of {cap}")
             if encoded:
                 try:
                     data = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
                 except (binascii.Error, ValueError) as exc:
                     raise WappiRejectedError("Wappi media/download: file_b64 is not base64") from exc
-                return Media(data=data, mime_type=mime, file_name=name, media_type=media_type)
-            link = _str(body.get("file_link"))
-            if not link:
-                raise WappiRejectedError("Wappi media/download: neither file_b64 nor file_link")
-            try:
-                response = self._session.get(link, timeout=self._timeout)
-            except requests.RequestException as exc:
-                raise WappiTransientError(f"Wappi media link: {type(exc).__name__}") from exc
-            if response.status_code >= 500:
-                raise WappiTransientError(f"Wappi media link: HTTP {response.status_code}")
-            if response.status_code >= 400:
-                raise WappiRejectedError(f"Wappi media link: HTTP {response.status_code}")
-            return Media(data=response.content, mime_type=mime, file_name=name, media_type=media_type)
+            else:
+                data = self._fetch_link(_str(body.get("file_link")))
+            if expected is not None and expected.size and len(data) != expected.size:
+                raise WappiMediaMismatchError(f"Wappi media/download for {message_id} answered with "
+                                              f"{len(data)} bytes, expected {expected.size}")
+            return Media(data=data, mime_type=mime, file_name=name, media_type=media_type)
         return self._serialized(call)
+
+    def _fetch_link(self, link: str) -> bytes:
+        if not link:
+            raise WappiRejectedError("Wappi media/download: neither file_b64 nor file_link")
+        cap = self._max_media_bytes
+        try:
+            # Streamed, so an oversized file is refused from its Content-Length or while reading.
+            with self._session.get(link, timeout=self._timeout, stream=True) as response:
+                if response.status_code >= 500:
+                    raise WappiTransientError(f"Wappi media link: HTTP {response.status_code}")
+                if response.status_code >= 400:
+                    raise WappiRejectedError(f"Wappi media link: HTTP {response.status_code}")
+                declared = _int(response.headers.get("Content-Length"))
+                if cap is not None and declared > cap:
+                    raise WappiMediaTooLargeError(f"Wappi media link: Content-Length {declared} is over the cap "
+                                                  f"of {cap}")
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_content(chunk_size=64 * 1024):
+                    size += len(chunk)
+                    if cap is not None and size > cap:
+                        raise WappiMediaTooLargeError(f"Wappi media link: over the cap of {cap} bytes while reading")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except requests.RequestException as exc:
+            raise WappiTransientError(f"Wappi media link: {type(exc).__name__}") from exc
 
     def _send_result(self, path: str, body: dict[str, Any]) -> SendResult:
         self._require_done(path, body)
@@ -356,8 +531,10 @@ class WappiClient:
                           time=_int(body.get("timestamp")))
 
 
-def build_client(base_url: str, token: str, profile_id: str, *, timeout: float) -> WappiClient:
-    return WappiClient(requests.Session(), base_url, token, profile_id, timeout=timeout)
+def build_client(base_url: str, token: str, profile_id: str, *, timeout: float,
+                 max_media_bytes: int | None = None) -> WappiClient:
+    return WappiClient(requests.Session(), base_url, token, profile_id, timeout=timeout,
+                       max_media_bytes=max_media_bytes)
 
 
 _clients: dict[str, WappiClient] = {}
@@ -373,5 +550,6 @@ def get_client(profile_id: str) -> WappiClient:
     if profile_id not in _clients:
         settings = get_settings()
         _clients[profile_id] = build_client(settings.wappi_base_url, settings.wappi_token, profile_id,
-                                            timeout=settings.wappi_timeout)
+                                            timeout=settings.wappi_timeout,
+                                            max_media_bytes=settings.max_audio_bytes)
     return _clients[profile_id]

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -64,6 +65,10 @@ class Profile(Base):
     last_poll_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # Unix time of the first poll: customer messages sent before it are history, never answered.
     history_boundary: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Set while Wappi says the profile cannot send (not authorized, not paid, phone not connected):
+    # sends are held, not retried into dead letters.
+    down_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    down_since: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -91,6 +96,9 @@ class Contact(Base):
     last_message_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # Poll cursor: the newest provider message id of this chat already stored.
     last_seen_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The dialog's unread_count when the chat was last read: a late message (written while the
+    # customer's phone was offline) sorts before our reply and changes only this.
+    last_seen_unread: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_author: Mapped[str | None] = mapped_column(String(10), nullable=True)  # author of the last message
     last_inbound_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # True while the chat ends with our reply and no follow-up chain covers that silence yet.
@@ -133,6 +141,20 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class VoiceMedia(Base):
+    """What Wappi said about a voice note's file: its name and size recognise its download, and
+    the audio a webhook inlined (at most MAX_AUDIO_BYTES) waits here until it is transcribed."""
+
+    __tablename__ = "voice_media"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(255), default="")
+    mime_type: Mapped[str] = mapped_column(String(100), default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes; 0 when Wappi did not say
+    audio: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_status_created", "status", "created_at"),)
@@ -146,13 +168,40 @@ class Outbox(Base):
     reply_to_provider_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     source_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), nullable=True)
-    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|sending|sent|failed
+    # pending|sending|sent|failed|cancelled (a touch no longer wanted at send time)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Wappi's unix time of the newest chat message known before the first send: a delivered copy
+    # of this row is at or after it (reconciliation never compares Wappi's clock with ours).
+    history_anchor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # When a send call last went to Wappi (our clock): the settle delay counts from it.
+    last_send_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # When a deferred row is next due; the recovery sweep leaves rows something still holds.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
     provider_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ChatPollFailure(Base):
+    """A chat whose history the poll could not read: retried with backoff, reported in /health,
+    and no reason for the profile's watermark to wait. The row goes when a read succeeds."""
+
+    __tablename__ = "chat_poll_failures"
+    __table_args__ = (UniqueConstraint("profile_id", "chat_id", name="uq_chat_poll_failures_profile_chat"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    # The dialog as chats/get last showed it, so that a retry needs no chats/get page.
+    dialog: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    first_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_retry_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class WhitelistEntry(Base):

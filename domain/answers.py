@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-WORD = re.compile(r"[a-zа-я0-9]+")
+WORD = re.compile(r"[^\W_]+")  # letters and digits of any script (Kazakh too)
 
 YES = frozenset({
     "да", "ага", "угу", "ок", "окей", "ok", "okay", "yes", "давайте", "давай", "хорошо", "согласен",
@@ -26,16 +26,31 @@ MAYBE = frozenset({
     "позже", "потом", "не знаю", "пока не знаю", "надо подумать", "подумаю спасибо", "спасибо подумаю",
     "спасибо я подумаю", "я подумаю и напишу", "подумаю и напишу", "посмотрим",
 })
-OPT_OUT_PHRASES = (
-    "стоп", "stop", "unsubscribe", "отписаться", "отпишитесь", "отпишите", "отписка",
-    "не пишите", "не пишите мне", "больше не пишите", "хватит писать", "перестаньте писать",
-    "не присылайте", "удалите мой номер", "уберите меня из рассылки",
-)
+# A message opts out at once only when, after dropping politeness words, it is exactly one of
+# these (or one typo away from a long one). Anything longer that merely mentions stopping ("Стоп, а
+# сколько стоит доставка?") is a conversation: the sales agent's answer says whether it opts out.
+OPT_OUT_EXACT = frozenset({
+    "стоп", "stop", "unsubscribe", "отписаться", "отпишитесь", "отпишите", "отпишите меня", "отписка",
+    "отпишитесь от рассылки", "отпишите меня от рассылки", "не пишите", "не пишите мне", "больше не пишите",
+    "больше не пишите мне", "не пишите мне больше", "мне больше не пишите", "хватит писать", "хватит мне писать",
+    "перестаньте писать", "перестаньте мне писать", "не присылайте", "не присылайте мне", "не беспокойте",
+    "не беспокойте меня", "удалите мой номер", "уберите меня из рассылки", "уберите меня из списка",
+    "stop messaging me", "stop texting me", "stop writing to me", "do not text me", "dont text me",
+    "do not message me", "dont message me", "stop sending", "unsubscribe me",
+    "жазбаңыз", "маған жазбаңыз", "маған енді жазбаңыз", "енді жазбаңыз", "тоқтатыңыз",
+})
+POLITENESS = frozenset({"пожалуйста", "пж", "пжл", "плиз", "please", "pls", "plz", "спасибо", "спс", "thanks",
+                        "өтінемін", "рахмет"})
+FUZZY_MIN_CHARS = 10  # a typo is forgiven only in a long form: "стол" is not "стоп"
+# Latin letters that look Cyrillic, inside a word that has Cyrillic letters ("нe" with a Latin e).
+HOMOGLYPHS = str.maketrans("aceopxykmtbh", "асеорхукмтвн")
+CYRILLIC = re.compile(r"[а-яәғқңөұүһі]")
 
 
 def normalize(text: str) -> str:
     """Lower case, ё as е, punctuation and emoji dropped, words separated by single spaces."""
-    return " ".join(WORD.findall(text.lower().replace("ё", "е")))
+    words = WORD.findall(text.lower().replace("ё", "е"))
+    return " ".join(word.translate(HOMOGLYPHS) if CYRILLIC.search(word) else word for word in words)
 
 
 def short_answer(text: str) -> str | None:
@@ -50,13 +65,29 @@ def short_answer(text: str) -> str | None:
     return None
 
 
+def _one_edit_apart(first: str, second: str) -> bool:
+    """True when one letter inserted, deleted or replaced turns `first` into `second`."""
+    if abs(len(first) - len(second)) > 1:
+        return False
+    if len(first) > len(second):
+        first, second = second, first
+    for index, (left, right) in enumerate(zip(first, second, strict=False)):
+        if left != right:
+            tail = index + 1 if len(first) == len(second) else index
+            return first[tail:] == second[index + 1:]
+    return True
+
+
 def is_opt_out(text: str) -> bool:
-    """"стоп", "STOP!", "Не пишите мне больше", "отпишитесь пожалуйста" and close variants."""
-    normalized = normalize(text)
-    if not normalized:
+    """A short exact opt-out: "стоп", "STOP!", "Не пишите мне больше", "отпишитесь, пожалуйста", "Маған
+    жазбаңыз", with punctuation, case, ё and a typo in a long form forgiven. False for anything else,
+    which the sales agent's answer judges (its `opt_out` field)."""
+    words = [word for word in normalize(text).split() if word not in POLITENESS]
+    deduplicated = [word for index, word in enumerate(words) if index == 0 or word != words[index - 1]]
+    phrase = " ".join(deduplicated)
+    if not phrase:
         return False
-    words = normalized.split()
-    if len(words) > 8:  # a long message that mentions "стоп" is a conversation, not an opt-out
-        return False
-    padded = f" {normalized} "
-    return any(f" {phrase} " in padded for phrase in OPT_OUT_PHRASES)
+    if phrase in OPT_OUT_EXACT:
+        return True
+    return len(phrase) >= FUZZY_MIN_CHARS and any(
+        len(form) >= FUZZY_MIN_CHARS and _one_edit_apart(phrase, form) for form in OPT_OUT_EXACT)

@@ -51,6 +51,16 @@ NON_LEAD_WORDS = (
 )  # fmt: skip
 YES_WORDS = frozenset({"да", "давайте", "согласен", "согласна", "хорошо", "ок", "окей", "ok"})
 NO_PHRASES = ("не надо", "не интересно", "не интересует", "неинтересно", "не нужно")
+# A demo heuristic, not a model: a boolean `opt_out` property is true when the last customer text
+# asks us to stop writing (one of these) and is not a question or a purchase ("Стоп, а сколько
+# стоит доставка?" is false). Tests that need another answer script it (`/_emulator/script`).
+OPT_OUT_CUES = (
+    "не пишите мне", "мне не пишите", "больше не пишите", "не пишите больше", "отпишите", "отписаться",
+    "хватит писать", "хватит мне писать", "перестаньте писать", "не беспокойте", "удалите мой номер",
+    "уберите меня", "unsubscribe", "stop messaging", "stop texting", "stop writing", "жазбаңыз",
+)  # fmt: skip
+# The first part of a user turn that is the product's contact data (names), not a customer message.
+CONTACT_DATA_START = "=== ДАННЫЕ КОНТАКТА"
 DECISION_SYNONYMS = {
     "yes": ("yes", "да", "agree", "accept", "accepted", "true", "y"),
     "no": ("no", "нет", "decline", "declined", "reject", "rejected", "false", "n"),
@@ -148,15 +158,20 @@ class _Conversation:
     def _is_user(content: dict[str, Any]) -> bool:
         return content.get("role") in (None, "", "user")
 
+    @classmethod
+    def _customer_texts(cls, content: dict[str, Any]) -> list[str]:
+        """A user turn's texts, without the product's contact data block (names are not messages)."""
+        return [text for text in cls._texts(content) if not text.startswith(CONTACT_DATA_START)]
+
     @property
     def user_texts(self) -> list[str]:
-        return [text for c in self.contents if self._is_user(c) for text in self._texts(c)]
+        return [text for c in self.contents if self._is_user(c) for text in self._customer_texts(c)]
 
     @property
     def last_user_text(self) -> str:
         for content in reversed(self.contents):
             if self._is_user(content):
-                return "\n".join(self._texts(content))
+                return "\n".join(self._customer_texts(content))
         return ""
 
     @property
@@ -286,6 +301,14 @@ def detect_lead(user_text: str) -> tuple[bool | None, float, str]:
                 f"Сообщение не похоже на обращение клиента: найдено «{word}».",
             )
     return None, 0.5, "Недостаточно признаков, чтобы понять, клиент ли это."
+
+
+def detect_opt_out(text: str) -> bool:
+    """The demo heuristic behind `opt_out` (see OPT_OUT_CUES)."""
+    flat = " ".join(WORD.findall(_normalize(text)))
+    if "?" in text or any(word in flat for word in LEAD_WORDS):
+        return False
+    return any(cue in flat for cue in OPT_OUT_CUES)
 
 
 def detect_decision(text: str) -> str:
@@ -518,6 +541,8 @@ class _SchemaFiller:
             values["reply"] = [sales_reply(conversation)]
             if "call" in properties:
                 values["call"] = self.call_candidates(properties["call"])
+        if "opt_out" in properties:
+            values["opt_out"] = [detect_opt_out(conversation.last_user_text)]
         for name in ("answer", "decision"):
             if name in properties:
                 values[name] = self.decision_candidates(properties[name])

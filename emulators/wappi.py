@@ -77,6 +77,9 @@ PLACEHOLDER_MEDIA: dict[str, bytes] = {
     "document": b"%PDF-1.4\n%%EOF\n",
 }
 MEDIA_SHAPES = ("b64", "link", "both")
+# Chats that are not a conversation with a person: `<id>@newsletter` (a channel),
+# `<id>@broadcast` (a broadcast list) and `status@broadcast` (status updates of contacts).
+CHANNEL_DOMAINS = frozenset({"newsletter", "broadcast"})
 APP_STATUSES = ("open", "close", "connecting")
 FILE_LINK_TTL_SECONDS = 7 * 24 * 3600
 WEBHOOK_FILE_LINK_TTL_SECONDS = 48 * 3600
@@ -117,6 +120,11 @@ FAULT_KEYS = frozenset(
         "rate_timeout",
         "timeout_seconds",
         "rate_accept_then_timeout",
+        # Delivery faults: accepted and then a 5xx to the caller; accepted sends visible in the
+        # history only after N seconds; Wappi's clock N seconds off the real one (negative: behind).
+        "rate_accept_then_5xx",
+        "history_lag_seconds",
+        "clock_offset_seconds",
         "fail_next",
         "fail_status",
         "paths",
@@ -137,18 +145,31 @@ class EmulatorError(ValueError):
 # --------------------------------------------------------------------------- helpers
 
 
+# Seconds added to every time the emulator gives (the `clock_offset_seconds` fault). Module-wide,
+# like the clock it shifts: one emulator per process.
+_clock_offset = 0.0
+
+
 def _now() -> int:
-    return int(_time.time())
+    return int(_time.time() + _clock_offset)
+
+
+def _seconds(value: Any) -> int:
+    """A message ``time`` as unix seconds for ordering and rendering: a number in milliseconds
+    (the `overrides` control can inject one) counts as its seconds; anything else as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value / 1000) if value > 100_000_000_000 else int(value)
 
 
 def _rfc3339_msk(ts: float) -> str:
     """Wappi ``time`` fields: RFC3339 in Moscow time (``+03:00``)."""
-    return datetime.fromtimestamp(int(ts), MSK).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(_seconds(ts), MSK).isoformat(timespec="seconds")
 
 
 def _rfc3339_utc(ts: float) -> str:
     """Dialog ``last_timestamp``: RFC3339 in UTC with ``Z``."""
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(_seconds(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _envelope(**fields: Any) -> JSON:
@@ -184,6 +205,9 @@ def _parse_chat_ref(raw: str) -> tuple[str, str, bool]:
             if not local or not all(part and _is_digits(part) for part in local.split("-")):
                 raise EmulatorError(f"invalid group id: {raw}")
             return value, local, True
+        if domain in CHANNEL_DOMAINS and local:
+            # Channels, broadcast lists and status updates: keyed by their full id, not a phone.
+            return value, local, False
         if domain not in ("c.us", "s.whatsapp.net"):
             raise EmulatorError(f"unsupported chat id: {raw}")
     if not (_is_digits(local) and 5 <= len(local) <= 20):
@@ -256,6 +280,78 @@ class _MediaFile:
     media_type: str
     shape: str
     duration: int
+    # Voice helper control: the file's links and media/download have expired (Wappi keeps files
+    # 20 days, webhook links 48 h); only the webhook's inline base64 `body` still holds it.
+    expired: bool = False
+
+
+@dataclass
+class _MediaFaults:
+    """media/download faults (separate from `_Faults`): fail for chosen messages only, or answer
+    the next downloads with another message's file, as Wappi did for concurrent calls."""
+
+    fail_message_ids: frozenset[str] = frozenset()
+    fail_status: int = 400
+    fail_detail: str = "download media error"
+    cross_next: int = 0
+    crossed: int = 0  # crossed answers given so far (read back by tests)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> _MediaFaults:
+        unknown = sorted(set(payload) - {"fail_message_ids", "fail_status", "fail_detail", "cross_next"})
+        if unknown:
+            raise EmulatorError(f"unknown media fault keys: {', '.join(unknown)}")
+        ids = payload.get("fail_message_ids") or []
+        if not isinstance(ids, list) or not all(isinstance(item, str) and item for item in ids):
+            raise EmulatorError("fail_message_ids must be a list of message ids")
+        status = payload.get("fail_status", 400)
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise EmulatorError("fail_status must be an HTTP error status (400-599)")
+        detail = payload.get("fail_detail", "download media error")
+        if not isinstance(detail, str):
+            raise EmulatorError("fail_detail must be a string")
+        cross_next = payload.get("cross_next", 0)
+        if isinstance(cross_next, bool) or not isinstance(cross_next, int) or cross_next < 0:
+            raise EmulatorError("cross_next must be a non-negative integer")
+        return cls(fail_message_ids=frozenset(ids), fail_status=status, fail_detail=detail,
+                   cross_next=cross_next)
+
+    def public(self) -> JSON:
+        return {"fail_message_ids": sorted(self.fail_message_ids), "fail_status": self.fail_status,
+                "fail_detail": self.fail_detail, "cross_next": self.cross_next, "crossed": self.crossed}
+
+
+@dataclass
+class _ChatFaults:
+    """messages/get faults (separate from `_Faults`): chosen chats always fail, and the next
+    `cross_next` answers hold another chat's messages, as Wappi did for concurrent calls."""
+
+    fail_chats: frozenset[str] = frozenset()  # chat keys (phone digits, or the full id of a group)
+    fail_status: int = 500
+    cross_next: int = 0
+    crossed: int = 0  # crossed answers given so far (read back by tests)
+    failed: int = 0  # failed answers given so far
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> _ChatFaults:
+        unknown = sorted(set(payload) - {"fail_chats", "fail_status", "cross_next"})
+        if unknown:
+            raise EmulatorError(f"unknown chat fault keys: {', '.join(unknown)}")
+        chats = payload.get("fail_chats") or []
+        if not isinstance(chats, list) or not all(isinstance(item, str) and item for item in chats):
+            raise EmulatorError("fail_chats must be a list of phones or chat ids")
+        status = payload.get("fail_status", 500)
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise EmulatorError("fail_status must be an HTTP error status (400-599)")
+        cross_next = payload.get("cross_next", 0)
+        if isinstance(cross_next, bool) or not isinstance(cross_next, int) or cross_next < 0:
+            raise EmulatorError("cross_next must be a non-negative integer")
+        return cls(fail_chats=frozenset(_parse_chat_ref(item)[0] for item in chats), fail_status=status,
+                   cross_next=cross_next)
+
+    def public(self) -> JSON:
+        return {"fail_chats": sorted(self.fail_chats), "fail_status": self.fail_status,
+                "cross_next": self.cross_next, "crossed": self.crossed, "failed": self.failed}
 
 
 @dataclass
@@ -281,7 +377,7 @@ class _Chat:
 
     def add_message(self, message: JSON) -> None:
         """Keep ``messages`` ordered by time (oldest first, ties in insertion order)."""
-        bisect.insort_right(self.messages, message, key=lambda m: int(m["time"]))
+        bisect.insort_right(self.messages, message, key=lambda m: _seconds(m["time"]))
 
 
 @dataclass
@@ -317,6 +413,9 @@ class _Faults:
     rate_timeout: float = 0.0
     timeout_seconds: float = 3.0
     rate_accept_then_timeout: float = 0.0
+    rate_accept_then_5xx: float = 0.0
+    history_lag_seconds: float = 0.0
+    clock_offset_seconds: float = 0.0
     fail_next: int = 0
     fail_status: int = 500
     paths: tuple[str, ...] = ()
@@ -329,7 +428,7 @@ class _Faults:
         if unknown:
             raise EmulatorError(f"unknown fault keys: {', '.join(unknown)}")
         faults = cls()
-        for name in ("rate_5xx", "rate_timeout", "rate_accept_then_timeout"):
+        for name in ("rate_5xx", "rate_timeout", "rate_accept_then_timeout", "rate_accept_then_5xx"):
             value = payload.get(name, 0.0)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 raise EmulatorError(f"{name} must be a number in [0, 1]")
@@ -342,6 +441,14 @@ class _Faults:
         ):
             raise EmulatorError("timeout_seconds must be a non-negative number")
         faults.timeout_seconds = float(timeout_seconds)
+        lag = payload.get("history_lag_seconds", 0.0)
+        if isinstance(lag, bool) or not isinstance(lag, int | float) or lag < 0:
+            raise EmulatorError("history_lag_seconds must be a non-negative number")
+        faults.history_lag_seconds = float(lag)
+        offset = payload.get("clock_offset_seconds", 0.0)
+        if isinstance(offset, bool) or not isinstance(offset, int | float):
+            raise EmulatorError("clock_offset_seconds must be a number")
+        faults.clock_offset_seconds = float(offset)
         fail_next = payload.get("fail_next", 0)
         if isinstance(fail_next, bool) or not isinstance(fail_next, int) or fail_next < 0:
             raise EmulatorError("fail_next must be a non-negative integer")
@@ -370,6 +477,9 @@ class _Faults:
             "rate_timeout": self.rate_timeout,
             "timeout_seconds": self.timeout_seconds,
             "rate_accept_then_timeout": self.rate_accept_then_timeout,
+            "rate_accept_then_5xx": self.rate_accept_then_5xx,
+            "history_lag_seconds": self.history_lag_seconds,
+            "clock_offset_seconds": self.clock_offset_seconds,
             "fail_next": self.fail_next,
             "fail_status": self.fail_status,
             "paths": list(self.paths),
@@ -379,7 +489,7 @@ class _Faults:
 
 @dataclass
 class _Fault:
-    kind: str  # "status" | "timeout" | "accept_then_timeout"
+    kind: str  # "status" | "timeout" | "accept_then_timeout" | "accept_then_5xx"
     status: int = 500
     seconds: float = 0.0
 
@@ -512,6 +622,10 @@ class WappiEmulator:
         self._profiles: dict[str, _Profile] = {pid: _Profile(pid) for pid in profile_ids}
         self._files: dict[str, _MediaFile] = {}
         self._faults = _Faults()
+        self._media_faults = _MediaFaults()
+        self._chat_faults = _ChatFaults()
+        # Accepted sends not yet in the chat history (history_lag_seconds): (visible at, chat, message).
+        self._lagged: list[tuple[float, _Chat, JSON]] = []
         self._requests: deque[JSON] = deque(maxlen=MAX_REQUEST_LOG)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -602,6 +716,7 @@ class WappiEmulator:
         media: bytes | None = None,
         media_b64: str | None = None,
         media_shape: str = "both",
+        media_expired: bool = False,
         mimetype: str | None = None,
         file_name: str | None = None,
         duration: int | None = None,
@@ -614,8 +729,12 @@ class WappiEmulator:
         is_forwarded: bool = False,
         latitude: float = 0.0,
         longitude: float = 0.0,
+        overrides: Mapping[str, Any] | None = None,
     ) -> JSON:
-        """Inject a message written by a customer; returns ``{"message_id", "chat_id", "time"}``."""
+        """Inject a message written by a customer; returns ``{"message_id", "chat_id", "time"}``.
+
+        `overrides` replaces fields of the stored message as given, to produce what a real payload
+        may hold: NUL and control characters, `time` in milliseconds, a numeric `id`, wrong types."""
         if media is not None and media_b64 is not None:
             raise EmulatorError("pass either media or media_b64, not both")
         if media_b64 is not None:
@@ -676,6 +795,7 @@ class WappiEmulator:
                     media_type=type,
                     shape=media_shape,
                     duration=duration,
+                    expired=media_expired,
                 )
             message = self._build_message(
                 profile,
@@ -697,6 +817,14 @@ class WappiEmulator:
                 location=(latitude, longitude),
             )
             message["isRead"] = False
+            if overrides:
+                original_id = message["id"]
+                chat.messages.remove(message)
+                message.update(copy.deepcopy(dict(overrides)))
+                chat.add_message(message)
+                if message.get("id") != original_id:
+                    profile.message_index.pop(original_id, None)
+                    profile.message_index[str(message.get("id"))] = chat.key
             if type != "reaction":
                 chat.unread_count += 1
             self._push_webhook(profile, chat, message, "incoming_message")
@@ -727,6 +855,46 @@ class WappiEmulator:
             )
             self._push_webhook(profile, chat, message, "outgoing_message_phone")
             return {"message_id": message["id"], "chat_id": chat.chat_id, "time": message["time"]}
+
+    def late_message(self, profile_id: str, phone: str, text: str, *, written_ago: int,
+                     name: str = DEFAULT_CUSTOMER_NAME) -> JSON:
+        """A customer message delivered now that was written `written_ago` seconds ago (the
+        customer's phone was offline). It carries the time it was written, so it sorts by that
+        time: before our reply when we answered in between. The dialog then still shows our
+        reply as its last message (`last_message_id`, `last_time`, `last_message_sender.isMe`)
+        and keeps its place in chats/get; only `unread_count` grows. (Wappi documents none of
+        this; it is the inconvenient reading of a history ordered by `time`.)"""
+        return self.customer_message(profile_id, phone, text, name=name, time=_now() - written_ago)
+
+    def channel_message(self, profile_id: str, chat_id: str, text: str, *, sender: str = "") -> JSON:
+        """A post in a chat that is no conversation with a person: a channel
+        (`120363…@newsletter`), a broadcast list (`…@broadcast`) or a contact's status update
+        (`status@broadcast`, `sender` = the poster's phone)."""
+        key, local, is_group = _parse_chat_ref(chat_id)
+        if is_group or "@" not in chat_id or chat_id.rpartition("@")[2] not in CHANNEL_DOMAINS:
+            raise EmulatorError("chat_id must end with @newsletter or @broadcast")
+        if not text:
+            raise EmulatorError("text is required")
+        with self._lock:
+            profile = self._profile(profile_id)
+            chat = self._get_or_create_chat(profile, key, local, False, key)
+            sender_jid = f"{_parse_chat_ref(sender)[1]}@c.us" if sender else key
+            message = self._build_message(profile, chat, msg_type="chat", text=text, from_me=False,
+                                          sender_jid=sender_jid, sender_name=local, ts=_now(),
+                                          from_api=False, from_where="phone")
+            chat.unread_count += 1
+            self._push_webhook(profile, chat, message, "incoming_message")
+            return {"message_id": message["id"], "chat_id": chat.chat_id, "time": message["time"]}
+
+    def set_chat_faults(self, config: Mapping[str, Any] | None = None) -> None:
+        """Replace the messages/get faults (``{}`` disables them); see `_ChatFaults`."""
+        chat_faults = _ChatFaults.from_payload(config or {})
+        with self._lock:
+            self._chat_faults = chat_faults
+
+    def chat_faults(self) -> JSON:
+        with self._lock:
+            return self._chat_faults.public()
 
     def sent_messages(self, profile_id: str) -> list[JSON]:
         """Messages accepted through message/send and message/reply, in send order."""
@@ -770,12 +938,24 @@ class WappiEmulator:
     def set_faults(self, config: Mapping[str, Any] | None = None) -> None:
         """Replace the fault-injection config (``None`` or ``{}`` disables all faults)."""
         faults = _Faults.from_payload(config or {})
+        global _clock_offset
         with self._lock:
             self._faults = faults
+            _clock_offset = faults.clock_offset_seconds
 
     def faults(self) -> JSON:
         with self._lock:
             return self._faults.public()
+
+    def set_media_faults(self, config: Mapping[str, Any] | None = None) -> None:
+        """Replace the media/download faults (``{}`` disables them); see `_MediaFaults`."""
+        media_faults = _MediaFaults.from_payload(config or {})
+        with self._lock:
+            self._media_faults = media_faults
+
+    def media_faults(self) -> JSON:
+        with self._lock:
+            return self._media_faults.public()
 
     def set_webhook(self, profile_id: str, url: str, secret: str = "") -> None:
         """Push injected messages to ``url`` (``""`` disables) with ``Authorization: <secret>``."""
@@ -801,7 +981,12 @@ class WappiEmulator:
                 profile.reset()
             self._files.clear()
             self._faults = _Faults()
+            self._media_faults = _MediaFaults()
+            self._chat_faults = _ChatFaults()
+            self._lagged.clear()
             self._requests.clear()
+        global _clock_offset
+        _clock_offset = 0.0
 
     def seed_chats(
         self,
@@ -1151,7 +1336,7 @@ class WappiEmulator:
                     "file_name": media.file_name,
                     "mimetype": media.mimetype,
                     "file_link": self._file_link(message["id"], None),
-                    "file_link_expire": _now() + WEBHOOK_FILE_LINK_TTL_SECONDS,
+                    "file_link_expire": _now() + (-3600 if media.expired else WEBHOOK_FILE_LINK_TTL_SECONDS),
                     "length_seconds": media.duration,
                     "media_info": copy.deepcopy(message["media_info"]),
                     "isGif": False,
@@ -1237,6 +1422,12 @@ class WappiEmulator:
                 and faults.rng.random() < faults.rate_accept_then_timeout
             ):
                 return _Fault("accept_then_timeout", seconds=faults.timeout_seconds)
+            if (
+                path in SEND_PATHS
+                and faults.rate_accept_then_5xx
+                and faults.rng.random() < faults.rate_accept_then_5xx
+            ):
+                return _Fault("accept_then_5xx", status=faults.fail_status if faults.fail_status >= 500 else 500)
             return None
 
     def _process_api(
@@ -1260,6 +1451,9 @@ class WappiEmulator:
             self._log_request(method, path, query, None, "accept_then_timeout")
             self._stopping.wait(fault.seconds)
             return None
+        if fault is not None and fault.kind == "accept_then_5xx" and status == 200:
+            self._log_request(method, path, query, fault.status, "accept_then_5xx")
+            return _json_response(fault.status, _error(HTTPStatus(fault.status).phrase))
         self._log_request(method, path, query, status, "")
         return _json_response(status, payload)
 
@@ -1287,11 +1481,21 @@ class WappiEmulator:
                 return 402, _error("Profile is not paid")
             if not profile.authorized and path not in UNAUTHORIZED_OK_PATHS:
                 return 400, _error("Profile is not authorized")
+            self._release_lagged()
             handler = self._api_handlers()[path]
             try:
                 return 200, handler(profile, query, body, headers.get("host"))
             except EmulatorError as exc:
                 return exc.status, _error(exc.detail)
+
+    def _release_lagged(self) -> None:
+        """Lagged sends whose time has come join their chat's history (lock held)."""
+        now = _time.time()
+        due = [item for item in self._lagged if item[0] <= now]
+        if due:
+            self._lagged = [item for item in self._lagged if item[0] > now]
+            for _, chat, message in due:
+                chat.add_message(message)
 
     def _api_handlers(self) -> dict[str, Callable[[_Profile, Mapping[str, str], Any, str | None], JSON]]:
         return {
@@ -1339,7 +1543,7 @@ class WappiEmulator:
     def _sorted_chats(self, chats: list[_Chat], query: Mapping[str, str]) -> list[_Chat]:
         def sort_key(chat: _Chat) -> tuple[int, str]:
             last = chat.messages[-1] if chat.messages else None
-            return (int(last["time"]), str(last["id"])) if last else (0, "")
+            return (_seconds(last["time"]), str(last["id"])) if last else (0, "")
 
         ascending = query.get("order", "desc").lower() == "asc"
         return sorted(chats, key=sort_key, reverse=not ascending)
@@ -1397,9 +1601,21 @@ class WappiEmulator:
             raise EmulatorError(f"invalid order: {order}")
         since = _parse_date(query["date"]) if query.get("date") else None
         chat = profile.chats.get(key)
+        chat_faults = self._chat_faults
+        if key in chat_faults.fail_chats:
+            chat_faults.failed += 1
+            raise EmulatorError("messages get error", chat_faults.fail_status)
+        if chat_faults.cross_next > 0:
+            # A crossed answer: the history of the most recently active other chat.
+            others = [other for other in self._sorted_chats(list(profile.chats.values()), {})
+                      if other.key != key and other.messages]
+            if others:
+                chat_faults.cross_next -= 1
+                chat_faults.crossed += 1
+                chat = others[0]
         messages = list(chat.messages) if chat else []
         if since is not None:
-            messages = [m for m in messages if int(m["time"]) >= since]
+            messages = [m for m in messages if _seconds(m["time"]) >= since]
         if order == "desc":
             messages.reverse()
         page = messages[offset : offset + limit]
@@ -1431,6 +1647,10 @@ class WappiEmulator:
             from_api=True,
             from_where="api",
         )
+        if self._faults.history_lag_seconds > 0:
+            # The customer has it, but messages/get and chats/get show it only after the lag.
+            chat.messages.remove(message)
+            self._lagged.append((_time.time() + self._faults.history_lag_seconds, chat, message))
         profile.sent.append(
             {
                 "chat_id": chat.chat_id,
@@ -1498,8 +1718,21 @@ class WappiEmulator:
     ) -> JSON:
         message_id = query.get("message_id", "")
         media = self._files.get(message_id)
-        if media is None or message_id not in profile.message_index:
+        if media is None or message_id not in profile.message_index or media.expired:
             raise EmulatorError("download media error")
+        media_faults = self._media_faults
+        if message_id in media_faults.fail_message_ids:
+            raise EmulatorError(media_faults.fail_detail, media_faults.fail_status)
+        if media_faults.cross_next > 0:
+            # A crossed answer: another message's file (the newest other one), or a decoy.
+            media_faults.cross_next -= 1
+            media_faults.crossed += 1
+            others = [other for other_id, other in self._files.items()
+                      if other_id != message_id and other_id in profile.message_index]
+            media = others[-1] if others else _MediaFile(
+                data=b"OggS\x00crossed-answer-of-another-message", mimetype=media.mimetype,
+                file_name=f"{uuid.uuid4()}.ogg", media_type=media.media_type, shape=media.shape,
+                duration=media.duration)
         payload = _envelope(
             task_id=str(uuid.uuid4()),
             uuid=profile.profile_id,
@@ -1554,6 +1787,9 @@ class WappiEmulator:
                 media = self._files.get(message_id)
             if media is None:
                 return _json_response(404, _error("file not found"))
+            if media.expired:  # what an expired signed S3 link answers
+                return _Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+                                 content_type="application/xml")
             return _Response(200, media.data, content_type=media.mimetype)
         body: Any = {}
         if raw_body.strip():
@@ -1583,6 +1819,12 @@ class WappiEmulator:
             ("POST", "/_emulator/reset"): self._ctl_reset,
             ("GET", "/_emulator/faults"): lambda q, b: self.faults(),
             ("POST", "/_emulator/faults"): self._ctl_faults,
+            ("GET", "/_emulator/media_faults"): lambda q, b: self.media_faults(),
+            ("POST", "/_emulator/media_faults"): self._ctl_media_faults,
+            ("GET", "/_emulator/chat_faults"): lambda q, b: self.chat_faults(),
+            ("POST", "/_emulator/chat_faults"): self._ctl_chat_faults,
+            ("POST", "/_emulator/late_message"): self._ctl_late_message,
+            ("POST", "/_emulator/channel_message"): self._ctl_channel_message,
             ("POST", "/_emulator/profile"): self._ctl_profile,
             ("POST", "/_emulator/webhook"): self._ctl_webhook,
             ("POST", "/_emulator/seed_chats"): self._ctl_seed_chats,
@@ -1591,9 +1833,9 @@ class WappiEmulator:
     def _ctl_customer_message(self, query: Mapping[str, str], body: JSON) -> JSON:
         allowed = {
             "profile_id", "phone", "text", "type", "name", "full_name", "first_name", "business_name",
-            "caption", "media_b64", "media_shape", "mimetype", "file_name", "duration", "time",
+            "caption", "media_b64", "media_shape", "media_expired", "mimetype", "file_name", "duration", "time",
             "chat_suffix", "group", "group_id", "group_name", "stanza_id", "is_forwarded",
-            "latitude", "longitude",
+            "latitude", "longitude", "overrides",
         }  # fmt: skip
         unknown = sorted(set(body) - allowed)
         if unknown:
@@ -1602,6 +1844,9 @@ class WappiEmulator:
         longitude = body.get("longitude", 0.0)
         if not isinstance(latitude, int | float) or not isinstance(longitude, int | float):
             raise EmulatorError("latitude and longitude must be numbers")
+        overrides = body.get("overrides")
+        if overrides is not None and not isinstance(overrides, dict):
+            raise EmulatorError("overrides must be an object")
         media_b64 = body.get("media_b64")
         if media_b64 is not None and not isinstance(media_b64, str):
             raise EmulatorError("media_b64 must be a string")
@@ -1625,6 +1870,7 @@ class WappiEmulator:
             caption=_require_str(body, "caption", default=""),
             media_b64=media_b64,
             media_shape=_require_str(body, "media_shape", default="both"),
+            media_expired=bool(_optional_bool(body, "media_expired")),
             mimetype=mimetype,
             file_name=file_name,
             duration=_optional_int(body, "duration"),
@@ -1637,6 +1883,7 @@ class WappiEmulator:
             is_forwarded=bool(_optional_bool(body, "is_forwarded")),
             latitude=float(latitude),
             longitude=float(longitude),
+            overrides=overrides,
         )
 
     def _ctl_phone_message(self, query: Mapping[str, str], body: JSON) -> JSON:
@@ -1668,6 +1915,32 @@ class WappiEmulator:
     def _ctl_faults(self, query: Mapping[str, str], body: JSON) -> JSON:
         self.set_faults(body)
         return {"status": "done", "faults": self.faults()}
+
+    def _ctl_media_faults(self, query: Mapping[str, str], body: JSON) -> JSON:
+        self.set_media_faults(body)
+        return {"status": "done", "media_faults": self.media_faults()}
+
+    def _ctl_chat_faults(self, query: Mapping[str, str], body: JSON) -> JSON:
+        self.set_chat_faults(body)
+        return {"status": "done", "chat_faults": self.chat_faults()}
+
+    def _ctl_late_message(self, query: Mapping[str, str], body: JSON) -> JSON:
+        unknown = sorted(set(body) - {"profile_id", "phone", "text", "written_ago", "name"})
+        if unknown:
+            raise EmulatorError(f"unknown fields: {', '.join(unknown)}")
+        written_ago = _optional_int(body, "written_ago")
+        if written_ago is None or written_ago < 0:
+            raise EmulatorError("written_ago (seconds, >= 0) is required")
+        return self.late_message(_require_str(body, "profile_id"), _require_str(body, "phone"),
+                                 _require_str(body, "text"), written_ago=written_ago,
+                                 name=_require_str(body, "name", default=DEFAULT_CUSTOMER_NAME))
+
+    def _ctl_channel_message(self, query: Mapping[str, str], body: JSON) -> JSON:
+        unknown = sorted(set(body) - {"profile_id", "chat_id", "text", "sender"})
+        if unknown:
+            raise EmulatorError(f"unknown fields: {', '.join(unknown)}")
+        return self.channel_message(_require_str(body, "profile_id"), _require_str(body, "chat_id"),
+                                    _require_str(body, "text"), sender=_require_str(body, "sender", default=""))
 
     def _ctl_profile(self, query: Mapping[str, str], body: JSON) -> JSON:
         app_status = body.get("app_status")

@@ -21,9 +21,31 @@ _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar
 PHONE = re.compile(r"(?<![\w])(\+?\d{6,11})(\d{4})(?![\w])")
 
 
+# `token=…`, `key: …`, `"api_key": "…"`, `Authorization: …`: the value goes, the name stays.
+SECRET_VALUE = re.compile(r"(?i)\b(api[_-]?key|key|token|secret|password|authorization)"
+                          r"(\s*[=:]\s*|\"\s*:\s*\")([^\s\"'&,;]{4,})")
+
+
 def mask_phone(text: str) -> str:
     """`77011234567` -> `*******4567`: enough to tell contacts apart, not enough to call them."""
     return PHONE.sub(lambda match: "*" * len(match.group(1)) + match.group(2), text)
+
+
+def configured_secrets() -> list[str]:
+    from settings import get_settings
+
+    settings = get_settings()
+    return [settings.wappi_token, settings.gemini_api_key, settings.webhook_secret]
+
+
+def mask_text(text: str, secrets: list[str] | None = None) -> str:
+    """What logs and stored failures (dead letters) show: the configured secrets (default: the
+    settings' token and keys) and any `token=…`-like value redacted, phone numbers masked."""
+    for secret in configured_secrets() if secrets is None else secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    text = SECRET_VALUE.sub(lambda match: f"{match.group(1)}{match.group(2)}***", text)
+    return mask_phone(text)
 
 
 @contextmanager
@@ -42,9 +64,7 @@ class JsonFormatter(logging.Formatter):
         self._secrets = [secret for secret in secrets if secret and len(secret) >= 4]
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return mask_phone(text)
+        return mask_text(text, self._secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -1,4 +1,8 @@
-"""The sales agent: a structured answer `{"reply", "call"}` grounded in the knowledge base.
+"""The sales agent: a structured answer `{"reply", "call", "opt_out"}` grounded in the knowledge base.
+
+`opt_out` is true only when the customer asks us to stop writing to them; the pipeline then opts
+them out instead of sending the reply. A short exact STOP never gets here (`domain.answers` decides
+it at ingest); this field judges the longer messages that merely mention stopping, at no extra call.
 
 Whether a call is booked is decided here, in code: a requested time inside working hours books
 it; any other time books nothing, and the agent is asked again with the next free slots that the
@@ -28,8 +32,12 @@ AGENT_SCHEMA: dict[str, Any] = {
             "properties": {"at": {"type": "string"}},
             "required": ["at"],
         },
+        "opt_out": {
+            "type": "boolean",
+            "description": "true only if the customer's last message asks us to stop writing to them",
+        },
     },
-    "required": ["reply", "call"],
+    "required": ["reply", "call", "opt_out"],
 }
 REFUSALS = {
     "past": "это время уже прошло",
@@ -47,6 +55,7 @@ class InvalidAgentAnswer(ValueError):
 class AgentAnswer:
     reply: str
     call_at: str | None
+    opt_out: bool = False
 
 
 def parse_agent_answer(text: str) -> AgentAnswer:
@@ -54,11 +63,15 @@ def parse_agent_answer(text: str) -> AgentAnswer:
         data = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise InvalidAgentAnswer(f"not JSON: {text[:80]!r}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("reply"), str) or not data["reply"].strip():
+    if not isinstance(data, dict):
+        raise InvalidAgentAnswer("not a JSON object")
+    opt_out = data.get("opt_out") is True  # anything but a JSON true (missing, "yes", 1) is no opt-out
+    reply = data.get("reply")
+    if not opt_out and (not isinstance(reply, str) or not reply.strip()):
         raise InvalidAgentAnswer("no reply text")
     call = data.get("call")
     call_at = call.get("at") if isinstance(call, dict) and isinstance(call.get("at"), str) else None
-    return AgentAnswer(reply=data["reply"].strip(), call_at=call_at)
+    return AgentAnswer(reply=reply.strip() if isinstance(reply, str) else "", call_at=call_at, opt_out=opt_out)
 
 
 @dataclass
@@ -66,6 +79,7 @@ class AgentResult:
     reply: str
     booked_at: datetime | None = None
     refused: str | None = None  # why a requested time was refused
+    opt_out: bool = False  # the customer asked us to stop writing: no reply, a confirmation instead
     answers: list[Answer] = field(default_factory=list)  # every model call, for token accounting
 
 
@@ -93,6 +107,9 @@ def answer_customer(gemini: GeminiClient, contents: list[dict[str, Any]], system
     result = AgentResult(reply="")
     first = _ask(gemini, contents, system_instruction, result)
     result.reply = first.reply
+    if first.opt_out:
+        result.opt_out = True
+        return result
     if first.call_at is None:
         return result
     requested = parse_requested(first.call_at, hours.timezone)
@@ -104,7 +121,8 @@ def answer_customer(gemini: GeminiClient, contents: list[dict[str, Any]], system
     result.refused = reason
     slots = hours.next_slots(now)
     offered = "; ".join(human_slot(slot, hours.timezone) for slot in slots)
-    asked = human_slot(requested, hours.timezone) if requested else first.call_at
+    # Only what code computed goes into the instruction: an unreadable time is not quoted back.
+    asked = human_slot(requested, hours.timezone) if requested else "названное клиентом время"
     retry_instruction = (
         f"{system_instruction}\n\nКлиент просит созвон на {asked}, но {REFUSALS.get(reason, 'это время не подходит')}. "
         "Не подтверждай это время и не бронируй созвон (call = null). "

@@ -1,5 +1,9 @@
 """Lead classification: is this contact a potential client (true), not one (false), or unclear (null)?
 
+Only a confident "not a lead" leaves a contact unanswered. An undecided one is answered in a
+neutral, clarifying tone and classified again on its next message (`ANSWER_UNDECIDED=true`, the
+default); with `ANSWER_UNDECIDED=false` its messages wait until a verdict counts.
+
 The verdict is validated strictly: a wrong type, a confidence outside 0..1, invalid JSON or an
 empty/blocked answer is invalid, asked once more, and then leaves the contact undecided.
 """
@@ -17,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from clients.gemini import GeminiClient, GeminiEmptyAnswerError
 from db.models import Contact, Message
-from pipeline.conversation import conversation_turns, record_usage, to_contents
+from pipeline.conversation import contact_data_of, conversation_turns, record_usage, to_contents
 from prompts import render
 
 log = logging.getLogger(__name__)
@@ -81,10 +85,8 @@ def classify_input(session: Session, contact_id: int, *, history_limit: int,
     inbound = session.scalar(select(func.count(Message.id)).where(
         Message.contact_id == contact_id, Message.direction == "in",
         Message.status.notin_(("history", "skipped")))) or 0
-    system = render("moderator", contact_name=contact.push_name or contact.first_name or "не указано",
-                    full_name=contact.full_name or "не указано", business_name=business_name,
-                    business_name_of_contact=contact.business_name or "не указано")
-    contents = to_contents(conversation_turns(session, contact_id, history_limit))
+    system = render("moderator", business_name=business_name)  # the same for every contact
+    contents = to_contents(conversation_turns(session, contact_id, history_limit), contact_data_of(contact))
     return ClassifyInput(contact_id=contact_id, inbound_count=int(inbound), system_instruction=system,
                          contents=contents)
 
@@ -108,14 +110,28 @@ def ask_verdict(session_factory: Any, gemini: GeminiClient, data: ClassifyInput,
     return None
 
 
-def decide(verdict: Verdict | None, inbound_count: int, *, min_messages: int,
-           min_confidence: float) -> bool | None:
-    """The verdict that counts now: with enough messages, or at once when confident."""
+def decide(verdict: Verdict | None, inbound_count: int, *, min_messages: int, min_confidence: float,
+           answer_undecided: bool = True) -> bool | None:
+    """The verdict that counts now: at once when confident; a lead also once the contact wrote
+    `min_messages` messages. "Not a lead" counts only when confident, unless answering undecided
+    contacts is off (then it too counts after `min_messages`, as it always did)."""
     if verdict is None or verdict.is_client is None:
         return None
-    if inbound_count >= min_messages or verdict.confidence >= min_confidence:
+    if verdict.confidence >= min_confidence:
+        return verdict.is_client
+    if inbound_count >= min_messages and (verdict.is_client or not answer_undecided):
         return verdict.is_client
     return None
+
+
+def gate(decided: bool | None, *, answer_undecided: bool) -> str:
+    """What happens to the message: "answer" (a lead), "clarify" (undecided: answered neutrally,
+    classified again next time), "wait" (undecided, strict mode) or "ignore" (not a lead)."""
+    if decided is True:
+        return "answer"
+    if decided is False:
+        return "ignore"
+    return "clarify" if answer_undecided else "wait"
 
 
 def store_verdict(session: Session, contact_id: int, verdict: Verdict | None, decided: bool | None) -> None:

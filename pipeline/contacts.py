@@ -11,6 +11,9 @@ from db.models import Contact, FollowUp, WhitelistEntry
 from db.session import insert_ignore
 from domain.answers import short_answer
 from domain.phones import normalize_phone
+from domain.text import clean_text
+
+NAME_CHARS = 200  # the name columns of `contacts`
 
 
 def upsert_contact(session: Session, profile_id: int, phone: str, chat_id: str, *,
@@ -20,9 +23,11 @@ def upsert_contact(session: Session, profile_id: int, phone: str, chat_id: str, 
                   ["profile_id", "phone"])
     contact = session.scalars(select(Contact).where(
         Contact.profile_id == profile_id, Contact.phone == phone)).one()
-    # Wappi omits name fields it doesn't know; never blank out a name we had.
-    for attribute, value in (("first_name", first_name), ("full_name", full_name),
-                             ("push_name", push_name), ("business_name", business_name)):
+    # Wappi omits name fields it doesn't know; never blank out a name we had. Names are the
+    # customer's text: control characters out, cut to the column.
+    for attribute, raw in (("first_name", first_name), ("full_name", full_name),
+                           ("push_name", push_name), ("business_name", business_name)):
+        value = clean_text(raw)[:NAME_CHARS].strip()
         if value and getattr(contact, attribute) != value:
             setattr(contact, attribute, value)
     return contact

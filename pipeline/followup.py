@@ -24,12 +24,15 @@ from domain.answers import short_answer
 from domain.clock import human_datetime
 from domain.working_hours import WorkingHours
 from kb.retrieval import knowledge_for
-from pipeline.conversation import conversation_turns, record_usage
+from pipeline.conversation import Turn, contact_data_of, conversation_turns, record_usage, to_contents
 from prompts import render
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE = timedelta(minutes=15)  # a claimed touch whose job was lost is claimed again after this
+# A claimed touch whose job was lost is claimed again after this. The sweep passes a lease longer
+# than the touch job's slowest retry path (tasks.followup.claim_lease), so a touch still being
+# written is never claimed, and written, a second time.
+CLAIM_LEASE = timedelta(minutes=15)
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"answer": {"type": "string", "enum": ["yes", "no", "unclear"]}},
@@ -84,9 +87,10 @@ def insert_ignore_chain(session: Session, contact_id: int, anchor: datetime, fir
     return chain.id
 
 
-def claim_due(session: Session, now: datetime, limit: int = 10_000) -> list[tuple[int, int]]:
+def claim_due(session: Session, now: datetime, limit: int = 10_000,
+              lease_for: timedelta = CLAIM_LEASE) -> list[tuple[int, int]]:
     """Claim every due touch: (chain id, touch number). The lease pushes it out of the next sweep."""
-    lease = now + CLAIM_LEASE
+    lease = now + lease_for
     due = (select(FollowUp.id).where(FollowUp.status == "active", FollowUp.next_touch_at <= now)
            .order_by(FollowUp.next_touch_at).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
@@ -105,6 +109,14 @@ def claim_due(session: Session, now: datetime, limit: int = 10_000) -> list[tupl
         if won.rowcount == 1:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
             result.append((chain_id, touched + 1))
     return result
+
+
+def renew_claim(session: Session, chain_id: int, touch_number: int, until: datetime) -> None:
+    """The touch's job is alive: keep its claim until `until`, so no sweep claims it again meanwhile."""
+    session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.status == "active",
+                                           FollowUp.touch_number == touch_number - 1,
+                                           FollowUp.next_touch_at < until)
+                    .values(next_touch_at=until))
 
 
 @dataclass(frozen=True)
@@ -143,16 +155,16 @@ def plan_touch(session: Session, chain_id: int, touch_number: int, now: datetime
         return "human_replied"
     turns = conversation_turns(session, contact.id, history_limit)
     last_client = next((turn.text for turn in reversed(turns) if turn.role == "user"), "")
-    last_bot = next((turn.text for turn in reversed(turns) if turn.role == "model"), "")
     last_inbound = contact.last_inbound_at or chain.anchor_at
     hours_since = max(0, int((now - last_inbound).total_seconds() // 3600))
-    history = "\n".join(f"{'Клиент' if turn.role == 'user' else 'Мы'}: {turn.text}" for turn in turns)
     knowledge = knowledge_for(session, last_client, kb_budget) or "(база знаний пуста)"
-    system = render("follow_up", contact_name=contact.display_name or "клиент", business_name=business_name,
-                    touch_number=str(touch_number), current_datetime=human_datetime(now, timezone),
-                    hours_since=str(hours_since), last_client_message=last_client, last_bot_message=last_bot,
-                    conversation_history=history, knowledge_base=knowledge)
-    contents = [{"role": "user", "parts": [{"text": f"Напиши касание номер {touch_number}."}]}]
+    # The system text holds only what we wrote or computed; the contact's names (a data block) and
+    # the conversation (turns) are user content, so no customer text can act as instruction.
+    system = render("follow_up", business_name=business_name, touch_number=str(touch_number),
+                    current_datetime=human_datetime(now, timezone), hours_since=str(hours_since),
+                    knowledge_base=knowledge)
+    note = f"[служебная пометка, не от клиента] Клиент молчит. Напиши касание номер {touch_number}."
+    contents = to_contents([*turns, Turn(role="user", text=note)], contact_data_of(contact))
     return TouchPlan(chain_id=chain_id, contact_id=contact.id, profile_id=contact.profile_id,
                      touch_number=touch_number, system_instruction=system, contents=contents,
                      last_client_text=last_client)

@@ -13,7 +13,19 @@ import redis
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from db.models import Contact, DeadLetter, FollowUp, Message, ModelUsage, Outbox, Profile, ScheduledCall
+from db.models import (
+    ChatPollFailure,
+    Contact,
+    DeadLetter,
+    FollowUp,
+    Message,
+    ModelUsage,
+    Outbox,
+    Profile,
+    ScheduledCall,
+)
+from infra.logging import mask_phone
+from pipeline.intake import FAILURE_ALERT
 
 QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "followup")
 
@@ -56,6 +68,18 @@ def health(session_factory: Callable[[], Any], redis_client: redis.Redis,
 
         checks.update(_check(f"wappi:{profile_id}", wappi))
 
+        def sending(profile_id: str = profile_id) -> dict[str, Any]:
+            # Set by the send stage when Wappi refuses to send; cleared when the profile is back.
+            with session_factory() as session:
+                down = session.execute(select(Profile.down_reason, Profile.down_since)
+                                       .where(Profile.profile_id == profile_id)).first()
+            if down is not None and down.down_reason:
+                since = down.down_since.isoformat() if down.down_since else "unknown"
+                raise RuntimeError(f"profile down: {down.down_reason} (since {since}); sends are held")
+            return {"held": False}
+
+        checks.update(_check(f"send:{profile_id}", sending))
+
         def poll_age(last_poll: datetime | None = last_poll) -> dict[str, Any]:
             if last_poll is None:
                 raise RuntimeError("no successful poll yet")
@@ -65,6 +89,21 @@ def health(session_factory: Callable[[], Any], redis_client: redis.Redis,
             return {"age_seconds": round(age, 1)}
 
         checks.update(_check(f"poll:{profile_id}", poll_age))
+
+        def failing_chats(profile_id: str = profile_id) -> dict[str, Any]:
+            # Chats whose history the poll keeps failing to read (retried with backoff).
+            with session_factory() as session:
+                failures = list(session.scalars(select(ChatPollFailure).join(
+                    Profile, Profile.id == ChatPollFailure.profile_id).where(Profile.profile_id == profile_id)
+                    .order_by(ChatPollFailure.first_failed_at)))
+            alerts = [row for row in failures if row.failures >= FAILURE_ALERT]
+            if alerts:
+                raise RuntimeError(mask_phone("; ".join(
+                    f"chat {row.chat_id} failed {row.failures} times since "
+                    f"{row.first_failed_at.isoformat(timespec='seconds')}: {row.error[:120]}" for row in alerts[:10])))
+            return {"retrying": len(failures)}
+
+        checks.update(_check(f"chats:{profile_id}", failing_chats))
 
     def beat() -> dict[str, Any]:
         lock_ttl = redis_client.pttl(f"{redbeat_prefix}:lock")

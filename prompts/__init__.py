@@ -14,15 +14,16 @@ from pathlib import Path
 PROMPTS_DIR = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
-# prompt name -> placeholders it must contain
+# prompt name -> placeholders it must contain. None of them carries text the customer chose (names,
+# messages): that goes to the model as user content (see pipeline.conversation.contact_data), so a
+# system instruction is the same for every contact.
 REQUIRED: dict[str, frozenset[str]] = {
-    "moderator": frozenset({"contact_name", "full_name", "business_name", "business_name_of_contact"}),
-    "sales_agent": frozenset({"contact_name", "business_name", "current_datetime", "working_hours",
-                              "knowledge_base"}),
+    "moderator": frozenset({"business_name"}),
+    "sales_agent": frozenset({"approach", "business_name", "current_datetime", "working_hours", "knowledge_base"}),
+    "approach_lead": frozenset(),
+    "approach_undecided": frozenset(),
     "transcribe": frozenset(),
-    "follow_up": frozenset({"contact_name", "business_name", "touch_number", "current_datetime",
-                            "hours_since", "last_client_message", "last_bot_message",
-                            "conversation_history", "knowledge_base"}),
+    "follow_up": frozenset({"business_name", "touch_number", "current_datetime", "hours_since", "knowledge_base"}),
 }
 
 

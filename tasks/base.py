@@ -29,7 +29,7 @@ from clients.gemini import GeminiTransientError
 from clients.wappi import WappiTransientError
 from db.models import DeadLetter, Message
 from db.session import insert_ignore, session_scope
-from infra.logging import log_context
+from infra.logging import log_context, mask_text
 from infra.redis import get_redis, key
 from settings import get_settings
 
@@ -97,6 +97,14 @@ class PipelineTask(Task):
             raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None
 
     # -- counters in Redis, keyed by the task id (stable across retries) -----------------
+    def is_last_attempt(self) -> bool:
+        """True when a transient failure now would use the last attempt (and dead-letter the task)."""
+        try:
+            failed = int(get_redis().get(key("attempts", self.request.id)) or 0)
+        except redis.RedisError:
+            failed = int(self.request.retries)
+        return failed + 1 >= self.max_attempts
+
     def _count_attempt(self) -> int:
         try:
             counter = key("attempts", self.request.id)
@@ -140,7 +148,11 @@ class PipelineTask(Task):
         """Undo `after_dead_letter` before `dlq replay` re-enqueues the task."""
 
     def dead_letter(self, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    trace: str, task_id: str = "") -> None:
+                    trace: str, task_id: str = "", *, part: str = "") -> None:
+        """Write (or update) the task's dead letter. `part` names one item of the task that failed
+        for good while the task went on (a voice note of a burst); it gets a letter of its own.
+        Exception text, traceback and string arguments are masked like log lines: the table is
+        stored, read by operators and copied around."""
         request = self.request
         task_id = request.id or task_id
         queue = (request.delivery_info or {}).get("routing_key") or ""
@@ -149,11 +161,14 @@ class PipelineTask(Task):
             attempts = int(get_redis().get(key("attempts", task_id)) or 0) or 1
         except redis.RedisError:
             attempts = int(request.retries) + 1
+        letter_id = task_id or f"unknown-{now.timestamp()}"
+        if part:
+            letter_id = f"{letter_id}:{part}"[:64]
         values = {
-            "task_name": self.name, "task_id": task_id or f"unknown-{now.timestamp()}", "args": list(args),
-            "kwargs": kwargs, "queue": queue, "chain": list(request.chain or []) or None,
-            "exception": f"{type(exc).__name__}: {exc}"[:4000],
-            "traceback": (trace or "".join(traceback.format_exception(exc)))[-20000:],
+            "task_name": self.name, "task_id": letter_id, "args": _masked(list(args)),
+            "kwargs": _masked(kwargs), "queue": queue, "chain": list(request.chain or []) or None,
+            "exception": mask_text(f"{type(exc).__name__}: {exc}")[:4000],
+            "traceback": mask_text(trace or "".join(traceback.format_exception(exc)))[-20000:],
             "attempts": attempts, "first_failed_at": now, "last_failed_at": now,
         }
         try:
@@ -167,8 +182,19 @@ class PipelineTask(Task):
             log.exception("could not write dead letter; task=%s id=%s args=%s chain=%s exception=%s",
                           self.name, request.id, args, request.chain, values["exception"])
             raise
-        log.error("dead-lettered %s[%s] args=%s: %s", self.name, task_id, list(args),
+        log.error("dead-lettered %s[%s] args=%s: %s", self.name, values["task_id"], values["args"],
                   values["exception"])
+
+
+def _masked(value: Any) -> Any:
+    """Strings inside task arguments masked like logs; ids (ints) stay, so replay still works."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    if isinstance(value, dict):
+        return {name: _masked(item) for name, item in value.items()}
+    return value
 
 
 class MessageStageTask(PipelineTask):

@@ -1,4 +1,5 @@
-"""Stage `classify`: is this contact a lead? Leads go on to `respond`; the rest stop here."""
+"""Stage `classify`: is this contact a lead? Leads and undecided contacts go on to `respond` (the
+undecided in a clarifying tone, unless `ANSWER_UNDECIDED=false` makes them wait); the rest stop here."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from clients.gemini import get_client
 from db.models import Contact
 from db.session import session_scope
-from pipeline.classification import ask_verdict, classify_input, decide, park_message, store_verdict
+from pipeline.classification import ask_verdict, classify_input, decide, gate, park_message, store_verdict
 from pipeline.conversation import waiting_contact
 from settings import get_settings
 from tasks.app import app
@@ -39,13 +40,15 @@ def classify(message_id: int | None) -> int | None:
                                   business_name=settings.business_name)
         verdict = ask_verdict(session_scope, get_client(), data, settings.gemini_classify_model)
         decided = decide(verdict, data.inbound_count, min_messages=settings.classify_min_messages,
-                         min_confidence=settings.classify_min_confidence)
+                         min_confidence=settings.classify_min_confidence,
+                         answer_undecided=settings.answer_undecided)
+        outcome = gate(decided, answer_undecided=settings.answer_undecided)
         with session_scope() as session:
             store_verdict(session, contact_id, verdict, decided)
             log.info("classify contact %s: verdict %s (confidence %s, %d messages) -> %s", contact_id,
                      verdict.is_client if verdict else "invalid", verdict.confidence if verdict else "-",
-                     data.inbound_count, {True: "lead", False: "not a lead", None: "undecided"}[decided])
-            if decided is True:
+                     data.inbound_count, outcome)
+            if outcome in ("answer", "clarify"):
                 return message_id
-            park_message(session, message_id, "ignored" if decided is False else "waiting")
+            park_message(session, message_id, "ignored" if outcome == "ignore" else "waiting")
             return None

@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clients.gemini import get_client
 from db.session import session_scope
-from pipeline.followup import answer_meaning, claim_due, commit_touch, plan_touch, reopen, start_chains, stop
-from settings import get_settings
+from pipeline.followup import (
+    answer_meaning,
+    claim_due,
+    commit_touch,
+    plan_touch,
+    renew_claim,
+    reopen,
+    start_chains,
+    stop,
+)
+from settings import Settings, get_settings
 from tasks.app import app
 from tasks.base import PipelineTask
 from tasks.respond import working_hours
 
 log = logging.getLogger(__name__)
+
+
+def claim_lease(settings: Settings) -> timedelta:
+    """Longer than the touch job's slowest retry path (every attempt to its hard time limit, the
+    longest countdown between them), plus a margin; each run of the job renews it, so a job that
+    waited in its queue keeps the claim too."""
+    from tasks.recover import MARGIN, retry_path
+
+    return retry_path("pipeline.follow_up", settings.max_attempts) + MARGIN
 
 
 def sweep_once(now: datetime) -> list[tuple[int, int]]:
@@ -23,7 +41,7 @@ def sweep_once(now: datetime) -> list[tuple[int, int]]:
     hours = working_hours(settings)
     with session_scope() as session:  # one transaction: an idle sweep is two indexed queries
         started = start_chains(session, now, hours, settings.follow_up_intervals)
-        claimed = claim_due(session, now)
+        claimed = claim_due(session, now, lease_for=claim_lease(settings))
     if started or claimed:
         log.info("follow-up sweep: %d chains started, %d touches due", started, len(claimed))
     return claimed
@@ -43,6 +61,8 @@ def run_touch(chain_id: int, touch_number: int, now: datetime) -> int | None:
     settings = get_settings()
     hours = working_hours(settings)
     gemini = get_client()
+    with session_scope() as session:
+        renew_claim(session, chain_id, touch_number, now + claim_lease(settings))
     with session_scope() as session:
         plan = plan_touch(session, chain_id, touch_number, now, business_name=settings.business_name,
                           timezone=settings.timezone, kb_budget=settings.kb_token_budget,
@@ -92,5 +112,7 @@ def follow_up(chain_id: int, touch_number: int) -> int | None:
 
     outbox_id = run_touch(chain_id, touch_number, datetime.now(UTC))
     if outbox_id is not None:
-        send.delay(outbox_id)
+        # Touches are sent from their own queue, so a live reply never waits behind thousands of
+        # them on `send`; the send limit is shared, and a touch yields while replies wait.
+        send.apply_async((outbox_id,), queue="followup")
     return outbox_id

@@ -50,16 +50,16 @@ def poll() -> int:
                             provider_ids[profile_db_id])
                 break
             except WappiError as exc:
-                # Nothing is lost: the chat cursors did not move, and the next poll reads it again.
+                # chats/get failed: nothing moved (chat cursors, watermark); the next poll reads again.
                 level = logging.WARNING if isinstance(exc, WappiTransientError) else logging.ERROR
                 log.log(level, "poll of profile %s failed: %s", provider_ids[profile_db_id], exc)
                 continue
             started += len(result.to_answer)
             get_redis().set(key("last-poll-ok", provider_ids[profile_db_id]), datetime.now(UTC).isoformat())
             if result.chats_changed:
-                log.info("poll %s: %d chats changed, %d messages stored, %d to answer",
+                log.info("poll %s: %d chats changed, %d messages stored, %d to answer, %d chats failed",
                          provider_ids[profile_db_id], result.chats_changed, result.stored,
-                         len(result.to_answer))
+                         len(result.to_answer), result.chats_failed)
         with session_scope() as session:
             overdue = overdue_bursts(session, datetime.now(UTC) - OVERDUE_GRACE)
         if overdue:

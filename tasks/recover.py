@@ -1,7 +1,11 @@
 """Sweep `recover`: restart work that no queue holds any more (say, after Redis lost its data).
 
-Every stage is idempotent, so restarting something that was merely slow costs a no-op, never a
-second message.
+Only work nothing holds is restarted. An outbox row that waits (the send limit, the settle delay
+of an unclear send, an offline profile) carries `next_attempt_at`, refreshed at every deferral; it
+is stranded only once that time is well past. A customer message carries no such mark, so it is
+stranded only after the slowest path its chain can legitimately take, computed from the settings.
+Every stage is idempotent, so a restart of something merely slow costs a no-op, never a second
+message.
 """
 
 from __future__ import annotations
@@ -9,30 +13,72 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 
 from db.models import Outbox
 from db.session import session_scope
 from pipeline.intake import stranded_messages
+from settings import Settings, get_settings
 from tasks.app import app
-from tasks.base import PipelineTask
+from tasks.base import MAX_COUNTDOWN, PipelineTask
 from tasks.chains import start_conversations
 
 log = logging.getLogger(__name__)
-STRANDED_AFTER = timedelta(minutes=15)  # longer than a chain's slowest retry path
 BATCH = 200
+MESSAGE_STAGES = ("pipeline.ingest", "pipeline.transcribe", "pipeline.classify", "pipeline.respond")
+MARGIN = timedelta(minutes=2)
+
+
+def _hard_limit(task_name: str) -> int:
+    from celeryconfig import STAGES
+
+    return STAGES[task_name][3]
+
+
+def retry_path(task_name: str, attempts: int) -> timedelta:
+    """The longest one task can keep its work without failing for good: every attempt runs to its
+    hard time limit, and every countdown between attempts is the longest one (a server's retry
+    hint, such as Gemini's retryDelay, is a floor of the backoff; MAX_COUNTDOWN caps it)."""
+    return timedelta(seconds=attempts * _hard_limit(task_name) + (attempts - 1) * MAX_COUNTDOWN)
+
+
+def message_stranded_after(settings: Settings) -> timedelta:
+    """A customer message's chain: the burst window, then every stage's slowest retry path."""
+    chain = sum((retry_path(name, settings.max_attempts) for name in MESSAGE_STAGES), timedelta())
+    return timedelta(seconds=settings.batch_max_wait) + chain + MARGIN
+
+
+def outbox_stranded_after(settings: Settings) -> timedelta:
+    """A row with no deferral recorded: one retry countdown and one send, plus a margin."""
+    return timedelta(seconds=MAX_COUNTDOWN + _hard_limit("pipeline.send")) + MARGIN
+
+
+def stranded_outbox(now: datetime, settings: Settings) -> list[int]:
+    """Unsent rows that nothing holds; each restart is written down, so a row stuck behind a deep
+    queue is restarted at most once per period, not every minute."""
+    idle_since = now - outbox_stranded_after(settings)
+    overdue = now - timedelta(seconds=_hard_limit("pipeline.send")) - MARGIN
+    with session_scope() as session:
+        found = list(session.scalars(select(Outbox.id).where(
+            Outbox.status.in_(("pending", "sending")),
+            or_(and_(Outbox.next_attempt_at.is_(None), Outbox.updated_at < idle_since),
+                Outbox.next_attempt_at < overdue))
+            .order_by(Outbox.id).limit(BATCH)))
+        if found:
+            session.execute(update(Outbox).where(Outbox.id.in_(found)).values(
+                next_attempt_at=now + outbox_stranded_after(settings)))
+    return found
 
 
 @app.task(base=PipelineTask, name="pipeline.recover")
 def recover() -> int:
     from tasks.send import send
 
-    cutoff = datetime.now(UTC) - STRANDED_AFTER
+    settings = get_settings()
+    now = datetime.now(UTC)
     with session_scope() as session:
-        messages = stranded_messages(session, cutoff, BATCH)
-        outbox = list(session.scalars(select(Outbox.id).where(
-            Outbox.status.in_(("pending", "sending")), Outbox.updated_at < cutoff)
-            .order_by(Outbox.id).limit(BATCH)))
+        messages = stranded_messages(session, now - message_stranded_after(settings), BATCH)
+    outbox = stranded_outbox(now, settings)
     if messages or outbox:
         log.warning("recover: restarting %d stranded messages and %d unsent outbox rows",
                     len(messages), len(outbox))

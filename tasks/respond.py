@@ -1,4 +1,7 @@
-"""Stage `respond`: the sales agent writes the answer (and maybe books a call) into the outbox."""
+"""Stage `respond`: the sales agent writes the answer (and maybe books a call) into the outbox.
+
+When the agent judges that the customer asks us to stop writing, the contact is opted out instead
+and the one confirmation goes to the outbox."""
 
 from __future__ import annotations
 
@@ -51,4 +54,5 @@ def respond(message_id: int | None) -> int | None:
                      contact_id, result.refused)
         with session_scope() as session:
             return commit_reply(session, context, result.reply, result.answers, booked_at=result.booked_at,
-                                timezone=settings.timezone)
+                                timezone=settings.timezone,
+                                opt_out_text=settings.opt_out_confirmation if result.opt_out else None)

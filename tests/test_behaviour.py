@@ -46,7 +46,9 @@ def test_a_burst_gets_one_reply_and_a_later_burst_another(wappi: WappiEmulator, 
     assert len(calls) == 1
     # One turn with all three messages, in order.
     last_turn = calls[0]["body"]["contents"][-1]  # type: ignore[index]
-    assert [part["text"] for part in last_turn["parts"]] == ["Хочу записаться", "на торт машинкой", "завтра в 15:00"]
+    # (The first part is the contact data block, names as JSON: see pipeline.conversation.contact_data.)
+    assert [part["text"] for part in last_turn["parts"]][-3:] == ["Хочу записаться", "на торт машинкой",
+                                                                  "завтра в 15:00"]
     assert "завтра в 15:00" in first[0]["body"]
     moderator = [call for call in gemini.requests_log() if MODERATOR in json.dumps(call["body"], ensure_ascii=False)]
     assert len(moderator) == 1  # one classification per burst
@@ -134,12 +136,16 @@ def test_stop_confirms_once_and_ends_follow_ups_for_good(wappi: WappiEmulator, s
     customer_says(wappi, phone, "Хотя скажите, сколько стоит медовик?")
     run_poll()
     wait_for(lambda: len(replies_to(wappi, phone)) == 2, message="the answer to the question")
-    assert rows("SELECT awaiting_follow_up FROM contacts WHERE phone = :phone", phone=phone)[0][0] in (True, False)
+    wait_for(lambda: not rows("SELECT 1 FROM outbox WHERE status IN ('pending', 'sending')"),
+             message="the answer's delivery to be recorded")
+    # Answering a later question does not undo the opt-out: no follow-up chain may start for it.
+    assert rows("SELECT opted_out FROM contacts WHERE phone = :phone", phone=phone)[0].opted_out is True
     from datetime import UTC, datetime, timedelta
 
     from tasks.followup import sweep_once
 
     assert sweep_once(datetime.now(UTC) + timedelta(days=2)) == []
+    assert rows("SELECT count(*) FROM follow_ups")[0][0] == 0
 
 
 @pytest.mark.usefixtures("workers", "clean")

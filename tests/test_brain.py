@@ -14,10 +14,12 @@ from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
 from pipeline.classification import InvalidVerdict, Verdict, decide, parse_verdict
 from tests.conftest import run_poll, wait_for
+from tests.idle import wait_idle
 from tests.test_pipeline import customer_says, replies_to, rows
 
 MODERATOR = "модератор"  # a word only the moderator prompt has
 AGENT = "Рабочее время для созвонов"  # a line only the sales agent prompt has
+CLARIFY = "Пока непонятно, чего хочет собеседник"  # only in the undecided mode's instruction
 ALMATY = ZoneInfo("Asia/Almaty")
 
 
@@ -89,24 +91,27 @@ def test_not_a_lead_is_stored_and_not_answered(wappi: WappiEmulator, gemini: Gem
 
 
 @pytestmark_workers
-def test_undecided_waits_for_the_third_message(wappi: WappiEmulator, gemini: GeminiEmulator) -> None:
+def test_undecided_is_answered_neutrally_and_classified_again(wappi: WappiEmulator, gemini: GeminiEmulator) -> None:
     run_poll()
-    # Not confident, and fewer than 3 messages: wait. At the third message the verdict counts.
+    # Not confident: each message is answered in the clarifying tone and classified again. At the
+    # third message the unsure lead counts (CLASSIFY_MIN_MESSAGES), and the sales approach returns.
     gemini.script([verdict(True, 0.6), verdict(True, 0.6), verdict(True, 0.6)])
     phone = "77100000003"
-    for text in ("Здравствуйте", "Подскажите кое-что", "Сколько стоит наполеон?"):
+    for count, text in enumerate(("Здравствуйте", "Подскажите кое-что", "Сколько стоит наполеон?"), start=1):
         customer_says(wappi, phone, text)
         run_poll()
-        if text != "Сколько стоит наполеон?":
-            def waiting(text: str = text) -> list[Any]:
-                return rows("SELECT 1 FROM messages WHERE status = 'waiting' AND text = :text", text=text)
+        def replied(count: int = count) -> bool:
+            return len(replies_to(wappi, phone)) == count
 
-            wait_for(waiting, message="the message to wait")
-            assert replies_to(wappi, phone) == []
-    replies = wait_for(lambda: replies_to(wappi, phone), message="one reply after the third message")
-    time.sleep(1.0)
-    assert len(replies_to(wappi, phone)) == 1 and "наполеон" in replies[0]["body"].lower()
+        wait_for(replied, message=f"reply {count}")
+        wait_idle()
+    replies = replies_to(wappi, phone)
+    assert len(replies) == 3 and "наполеон" in replies[2]["body"].lower()
     assert contact(phone).is_client is True
+    agent_prompts = [call["body"]["systemInstruction"]["parts"][0]["text"] for call in gemini.requests_log()
+                     if AGENT in json.dumps(call["body"], ensure_ascii=False)]
+    assert [CLARIFY in prompt for prompt in agent_prompts] == [True, True, False]
+    assert sum(1 for call in gemini.requests_log() if MODERATOR in json.dumps(call["body"], ensure_ascii=False)) == 3
     statuses = [row.status for row in rows("SELECT status FROM messages WHERE direction = 'in' ORDER BY id")]
     assert statuses == ["answered", "answered", "answered"]
 
@@ -129,9 +134,12 @@ def test_invalid_answers_are_asked_again_then_leave_the_contact_undecided(
     moderator_calls = [call for call in gemini.requests_log()
                        if MODERATOR in json.dumps(call["body"], ensure_ascii=False)]
     assert len(moderator_calls) == 2  # asked once more, no more
-    time.sleep(1.0)
-    assert replies_to(wappi, "77100000004") == []
-    assert rows("SELECT status FROM messages WHERE direction = 'in'")[0].status == "waiting"
+    # Undecided, so answered in the clarifying tone (ANSWER_UNDECIDED, the default).
+    wait_for(lambda: replies_to(wappi, "77100000004"), message="the neutral answer")
+    wait_idle()
+    assert len(replies_to(wappi, "77100000004")) == 1
+    assert contact("77100000004").is_client is None
+    assert rows("SELECT status FROM messages WHERE direction = 'in'")[0].status == "answered"
     assert rows("SELECT count(*) FROM dead_letters")[0][0] == 0  # nothing crashed
 
 

@@ -202,3 +202,44 @@ def test_the_sweep_task_sends_a_due_touch_through_the_workers(wappi: Any) -> Non
                       message="the touch marked sent")
     assert [(row.kind, row.status) for row in outbox] == [("follow_up", "sent")]
     assert rows("SELECT touch_number, status FROM follow_ups")[0] == (1, "active")
+
+
+@pytest.mark.usefixtures("workers")
+@pytest.mark.parametrize(("change", "reason"), [("customer", "client_responded"), ("phone", "human_replied"),
+                                                ("opt_out", "opted_out")])
+def test_a_touch_is_rechecked_at_send_time(wappi: Any, change: str, reason: str) -> None:
+    """Written, then the customer wrote / a human answered / the contact opted out before it went
+    out: it is not sent, and its chain stops with that reason."""
+    from datetime import UTC
+
+    from db.models import Outbox
+    from tasks import app
+    from tests.conftest import wait_for
+    from tests.idle import wait_idle
+    from tests.test_pipeline import replies_to
+
+    phone = "77300000077"
+    contact_id = lead_went_silent(phone)
+    with session_scope() as session:
+        contact = session.get(Contact, contact_id)
+        assert contact is not None
+        chain = FollowUp(contact_id=contact_id, status="active", touch_number=1, anchor_at=T0,
+                         next_touch_at=T0 + timedelta(hours=72))
+        session.add(chain)
+        session.flush()
+        touch = Outbox(profile_id=contact.profile_id, contact_id=contact_id, kind="follow_up",
+                       idempotency_key=f"follow_up:{chain.id}:1", body="Алия, вы ещё думаете?", status="pending")
+        session.add(touch)
+        session.flush()
+        touch_id = touch.id
+        # After the touch was written, before it went out:
+        if change == "opt_out":
+            contact.opted_out = True
+        else:
+            note_message(session, contact, change, datetime.now(UTC), text="Уже неактуально")
+    app.send_task("pipeline.send", args=[touch_id], queue="followup")
+    wait_for(lambda: rows("SELECT 1 FROM outbox WHERE status != 'pending'"), message="the touch to be decided")
+    wait_idle()
+    assert replies_to(wappi, phone) == []
+    assert rows("SELECT status FROM outbox")[0].status == "cancelled"
+    assert tuple(rows("SELECT status, stop_reason FROM follow_ups")[0]) == ("stopped", reason)

@@ -115,5 +115,7 @@ def test_the_model_sees_this_contacts_history(wappi: WappiEmulator, gemini: Gemi
     wait_for(lambda: len(replies_to(wappi, "77055555555")) == 2, message="the second reply")
     contents = gemini.requests_log()[-1]["body"]["contents"]
     assert [content["role"] for content in contents] == ["user", "model", "user"]
-    assert contents[0]["parts"][0]["text"] == "Привет! Меня зовут Дана, хочу заказать торт"
+    # The first part is the contact data block (names as JSON data, see pipeline.conversation.contact_data).
+    assert contents[0]["parts"][0]["text"].startswith("=== ДАННЫЕ КОНТАКТА")
+    assert contents[0]["parts"][1]["text"] == "Привет! Меня зовут Дана, хочу заказать торт"
     assert contents[-1]["parts"][0]["text"] == "Какие у вас цены?"

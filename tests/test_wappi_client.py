@@ -11,6 +11,7 @@ import requests
 from clients.wappi import (
     WappiAuthError,
     WappiClient,
+    WappiCrossedResponseError,
     WappiNotFoundError,
     WappiRejectedError,
     WappiTransientError,
@@ -180,3 +181,23 @@ def test_parse_old_and_new_dialog_shapes() -> None:
     new = parse_dialog({"id": "79827328888@s.whatsapp.net", "contact": None, "last_time": "1674101988",
                         "last_message_sender": {"isMe": True}, "unread_count": 2})
     assert new.phone == "79827328888" and new.last_from_me and new.last_time == 1674101988
+
+
+def test_a_crossed_history_answer_is_refused_and_asked_again(emulator: WappiEmulator, client: WappiClient) -> None:
+    mine = control(emulator, "customer_message", {"profile_id": PROFILE, "phone": "77011234567", "text": "Моё"})
+    control(emulator, "customer_message", {"profile_id": PROFILE, "phone": "77019990001", "text": "Чужое"})
+    control(emulator, "chat_faults", {"cross_next": 1})  # the client's one retry gets the right answer
+    assert [m.id for m in client.get_messages("77011234567@c.us")] == [mine["message_id"]]
+    control(emulator, "chat_faults", {"cross_next": 2})  # crossed twice: refused, for the caller to retry
+    with pytest.raises(WappiCrossedResponseError):
+        client.get_messages("77011234567@c.us")
+    assert issubclass(WappiCrossedResponseError, WappiTransientError)
+
+
+def test_unreadable_history_items_are_set_aside(emulator: WappiEmulator, client: WappiClient) -> None:
+    control(emulator, "customer_message", {"profile_id": PROFILE, "phone": "77011234567", "text": "Плохой",
+                                           "overrides": {"id": {"not": "an id"}}})
+    good = control(emulator, "customer_message", {"profile_id": PROFILE, "phone": "77011234567", "text": "Хороший"})
+    page = client.get_messages_page("77011234567@c.us")
+    assert [m.id for m in page.messages] == [good["message_id"]]
+    assert len(page.rejected) == 1 and "without an id" in page.rejected[0][1]

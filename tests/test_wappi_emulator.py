@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -369,3 +370,65 @@ def test_seed_chats_bulk(emulator: WappiEmulator, http: requests.Session) -> Non
     assert len(everything["dialogs"]) == 500
     created = requests.post(ctl(emulator, "seed_chats"), json={"profile_id": PROFILE, "count": 10}, timeout=5)
     assert created.json()["created"] == 10
+
+
+def test_late_message_keeps_the_dialog_on_our_reply(emulator: WappiEmulator, http: requests.Session) -> None:
+    inbound = inject(emulator, text="Первое")
+    reply = http.post(api(emulator, "message/reply"), params={"profile_id": PROFILE}, timeout=5,
+                      json={"body": "Ответ", "message_id": inbound["message_id"]}).json()
+    before = http.get(api(emulator, "chats/get"), params={"profile_id": PROFILE}, timeout=5).json()["dialogs"][0]
+    late = requests.post(ctl(emulator, "late_message"), timeout=5, json={
+        "profile_id": PROFILE, "phone": PHONE, "text": "Написано раньше", "written_ago": 60}).json()
+    dialog = http.get(api(emulator, "chats/get"), params={"profile_id": PROFILE}, timeout=5).json()["dialogs"][0]
+    assert dialog["last_message_id"] == reply["message_id"] and dialog["last_time"] == before["last_time"]
+    assert dialog["last_message_sender"]["isMe"] and dialog["unread_count"] == before["unread_count"] + 1
+    history = http.get(api(emulator, "messages/get"), params={"profile_id": PROFILE, "chat_id": PHONE},
+                       timeout=5).json()["messages"]
+    order = [m["id"] for m in history]  # newest first: the late message comes after our reply
+    assert order.index(reply["message_id"]) < order.index(late["message_id"])
+    assert late["time"] < history[0]["time"]
+
+
+def test_channel_and_broadcast_chats(emulator: WappiEmulator, http: requests.Session) -> None:
+    for chat_id in ("120363041234567890@newsletter", "status@broadcast"):
+        response = requests.post(ctl(emulator, "channel_message"), timeout=5, json={
+            "profile_id": PROFILE, "chat_id": chat_id, "text": "Пост", "sender": "77019998877"})
+        assert response.status_code == 200, response.text
+    ids = {d["id"] for d in http.get(api(emulator, "chats/get"), params={"profile_id": PROFILE},
+                                     timeout=5).json()["dialogs"]}
+    assert ids == {"120363041234567890@newsletter", "status@broadcast"}
+    status = http.get(api(emulator, "messages/get"), timeout=5,
+                      params={"profile_id": PROFILE, "chat_id": "status@broadcast"}).json()["messages"]
+    assert status[0]["chatId"] == "status@broadcast" and status[0]["from"] == "77019998877@c.us"
+    bad = requests.post(ctl(emulator, "channel_message"), timeout=5,
+                        json={"profile_id": PROFILE, "chat_id": PHONE, "text": "x"})
+    assert bad.status_code == 400
+
+
+def test_overrides_produce_raw_payload_shapes(emulator: WappiEmulator, http: requests.Session) -> None:
+    now_ms = int(time.time() * 1000)
+    inject(emulator, text="a\u0000b", overrides={"id": 12345, "time": now_ms})
+    dialog = http.get(api(emulator, "chats/get"), params={"profile_id": PROFILE}, timeout=5).json()["dialogs"][0]
+    assert dialog["last_message_id"] == 12345 and dialog["last_time"] == now_ms
+    message = http.get(api(emulator, "messages/get"), params={"profile_id": PROFILE, "chat_id": PHONE},
+                       timeout=5).json()["messages"][0]
+    assert message["body"] == "a\u0000b" and message["id"] == 12345
+
+
+def test_chat_faults_fail_one_chat_and_cross_answers(emulator: WappiEmulator, http: requests.Session) -> None:
+    inject(emulator, text="Мой чат")
+    inject(emulator, phone="77019990001", text="Другой чат")
+    assert requests.post(ctl(emulator, "chat_faults"), json={"fail_chats": [PHONE]}, timeout=5).ok
+
+    def history(phone: str) -> requests.Response:
+        return http.get(api(emulator, "messages/get"), params={"profile_id": PROFILE, "chat_id": phone}, timeout=5)
+
+    assert history(PHONE).status_code == 500 and history(f"{PHONE}@c.us").status_code == 500
+    assert history("77019990001").status_code == 200
+    requests.post(ctl(emulator, "chat_faults"), json={"cross_next": 1}, timeout=5)
+    crossed = history(PHONE).json()["messages"]
+    assert {m["chatId"] for m in crossed} == {"77019990001@c.us"}
+    assert {m["chatId"] for m in history(PHONE).json()["messages"]} == {f"{PHONE}@c.us"}
+    assert requests.get(ctl(emulator, "chat_faults"), timeout=5).json()["crossed"] == 1
+    unknown = requests.post(ctl(emulator, "chat_faults"), json={"nope": 1}, timeout=5)
+    assert unknown.status_code == 400

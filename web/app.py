@@ -81,12 +81,9 @@ def webhook_view(environ: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return "400 Bad Request", {"error": f"invalid body: {exc}"}
     with session_scope() as session:
         profile_id = ensure_profile(session, settings).id
-    try:
-        to_answer = store_webhook(session_scope, profile_id, items, stale_after=settings.stale_after_minutes * 60,
-                                  human_pause=timedelta(hours=settings.human_pause_hours))
-    except ValueError as exc:  # a message object without an id, say
-        log.warning("webhook refused: %s", exc)
-        return "400 Bad Request", {"error": str(exc)}
+    # Items are handled one by one: a bad item is logged and kept as a dead letter, never a 500.
+    to_answer = store_webhook(session_scope, profile_id, items, stale_after=settings.stale_after_minutes * 60,
+                              human_pause=timedelta(hours=settings.human_pause_hours))
     start_conversations(to_answer)
     return "200 OK", {"status": "ok", "accepted": len(items), "new": len(to_answer)}
 

@@ -36,7 +36,7 @@ def main() -> int:
 
     from clients.gemini import GeminiError, build_client
     from pipeline.classification import VERDICT_SCHEMA, InvalidVerdict, parse_verdict
-    from pipeline.conversation import Turn, to_contents
+    from pipeline.conversation import Turn, contact_data, to_contents
     from prompts import render
     from settings import get_settings
 
@@ -46,9 +46,9 @@ def main() -> int:
     dialogues = load_dialogues()
     try:
         for number, dialogue in enumerate(dialogues, start=1):
-            system = render("moderator", contact_name=dialogue["push_name"] or "не указано", full_name="не указано",
-                            business_name=settings.business_name, business_name_of_contact="не указано")
-            contents = to_contents([Turn(role=turn["role"], text=turn["text"]) for turn in dialogue["turns"]])
+            system = render("moderator", business_name=settings.business_name)
+            contents = to_contents([Turn(role=turn["role"], text=turn["text"]) for turn in dialogue["turns"]],
+                                   contact_data(push_name=dialogue["push_name"] or ""))
             predicted: bool | str | None
             try:
                 answer = client.generate(contents, system_instruction=system, response_schema=VERDICT_SCHEMA,

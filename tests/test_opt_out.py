@@ -1,0 +1,129 @@
+"""Opt-out: a short exact STOP decides at once; a longer message that mentions stopping goes to the model.
+
+The rule is a table; the model's part is the `opt_out` field of the sales agent's answer, checked
+here against the emulator over HTTP and through the real workers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from domain.answers import is_opt_out
+from emulators.gemini import GeminiEmulator
+from emulators.wappi import WappiEmulator
+from settings import get_settings
+from tests.conftest import run_poll, wait_for
+from tests.idle import wait_idle
+from tests.test_pipeline import customer_says, replies_to, rows
+
+AGENT = "Рабочее время для созвонов"
+
+OPT_OUT_AT_ONCE = [
+    "стоп", "СТОП!!!", "Стоп.", "stop", "STOP 🛑", "Stop please", "unsubscribe", "Unsubscribe!",
+    "Отпишитесь", "отпишитесь, пожалуйста 🙏", "Пожалуйста, отпишите меня", "Отписка",
+    "Больше не пишите мне!", "Не пишите мне больше", "не пишите мне", "Хватит мне писать!!",
+    "Перестаньте писать", "Удалите мой номер", "Уберите меня из рассылки", "отпишитись",  # a typo
+    "атпишитесь", "Маған жазбаңыз", "жазбаңыз!", "Стоп, стоп", "не пешите мне",  # typo: пешите
+    "do not text me", "stop messaging me", "Stop texting me pls", "ОТПИШИТЕСЬ ОТ РАССЫЛКИ",
+    "больше нe пишите",  # a Latin "e" in "нe"
+]
+NOT_AT_ONCE = [
+    "Стоп, а сколько стоит доставка?", "Не пишите адрес, я сам заберу", "Подождите, стоп, я перепутал размер",
+    "Пожалуйста, больше никогда мне не пишите, мне это не интересно",  # long: the model decides
+    "Стоп-кран не нужен, нужен торт", "стопка блинов есть?", "Can I stop my order?", "stop by tomorrow?",
+    "Не пишите мне в воскресенье, я на работе", "Сколько стоит? Стоп, уже нашла", "Маған бағасын жазыңыз",
+    "Маған жазбаңыз, қоңырау шалыңыз, торт керек",  # "don't write, call me, I need a cake"
+    "Stop, how much is delivery?", "нет", "не надо", "Хватит, беру! 🎂", "До свидания",
+    "отписаться можно потом, сначала скажите цену", "стоп 🛑 сколько стоит медовик?",
+    "Остановка у вас какая?", "Сколько стоит торт?", "", "🛑", "не стоит беспокоиться",
+]
+
+
+@pytest.mark.parametrize("text", OPT_OUT_AT_ONCE)
+def test_short_exact_opt_outs_decide_at_once(text: str) -> None:
+    assert is_opt_out(text), text
+
+
+@pytest.mark.parametrize("text", NOT_AT_ONCE)
+def test_other_messages_never_opt_out_at_once(text: str) -> None:
+    assert not is_opt_out(text), text
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(OPT_OUT_AT_ONCE) >= 20 and len(NOT_AT_ONCE) >= 20
+
+
+# -- the emulator's demo heuristic for the `opt_out` field, over HTTP -----------------------------
+
+def agent_field(gemini: GeminiEmulator, text: str) -> Any:
+    import requests
+
+    from pipeline.agent import AGENT_SCHEMA
+
+    body = {"contents": [{"role": "user", "parts": [{"text": text}]}],
+            "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": AGENT_SCHEMA}}
+    response = requests.post(f"{gemini.url}/v1beta/models/m:generateContent", json=body, timeout=5,
+                             headers={"x-goog-api-key": gemini.api_key})
+    response.raise_for_status()
+    return json.loads(response.json()["candidates"][0]["content"]["parts"][0]["text"])
+
+
+@pytest.mark.usefixtures("clean")
+def test_the_emulator_tells_a_genuine_opt_out_from_a_question(gemini: GeminiEmulator) -> None:
+    assert agent_field(gemini, "Пожалуйста, больше никогда мне не пишите, мне это не интересно")["opt_out"] is True
+    assert agent_field(gemini, "Стоп, а сколько стоит доставка?")["opt_out"] is False
+    assert agent_field(gemini, "Здравствуйте")["opt_out"] is False
+
+
+# -- through the workers ----------------------------------------------------------------------
+
+@pytest.mark.usefixtures("workers", "clean")
+def test_stop_inside_a_question_gets_an_answer_not_an_opt_out(wappi: WappiEmulator, gemini: GeminiEmulator) -> None:
+    run_poll()
+    phone = "77600000001"
+    customer_says(wappi, phone, "Стоп, а сколько стоит доставка?")
+    run_poll()
+    wait_for(lambda: replies_to(wappi, phone), message="the answer to the question")
+    wait_idle()
+    replies = replies_to(wappi, phone)
+    assert len(replies) == 1 and replies[0]["body"] != get_settings().opt_out_confirmation
+    assert "сколько стоит доставка" in replies[0]["body"].lower()
+    assert rows("SELECT opted_out FROM contacts WHERE phone = :phone", phone=phone)[0].opted_out is False
+    assert rows("SELECT status FROM messages WHERE direction = 'in'")[0].status == "answered"
+
+
+@pytest.mark.usefixtures("workers", "clean")
+def test_a_long_genuine_opt_out_is_decided_by_the_model(wappi: WappiEmulator, gemini: GeminiEmulator) -> None:
+    run_poll()
+    phone = "77600000002"
+    customer_says(wappi, phone, "Сколько стоит медовик?")
+    run_poll()
+    wait_for(lambda: replies_to(wappi, phone), message="the first answer")
+    customer_says(wappi, phone, "Пожалуйста, больше никогда мне не пишите, мне это не интересно")
+    run_poll()
+    wait_for(lambda: len(replies_to(wappi, phone)) == 2, message="the confirmation")
+    wait_idle()
+    replies = replies_to(wappi, phone)
+    assert len(replies) == 2 and replies[1]["body"] == get_settings().opt_out_confirmation
+    stored = rows("SELECT opted_out, awaiting_follow_up FROM contacts WHERE phone = :phone", phone=phone)[0]
+    assert stored.opted_out is True and stored.awaiting_follow_up is False
+    # The model was asked (the opt-out field is part of the sales agent's one answer, no extra call).
+    agent_calls = [call for call in gemini.requests_log() if AGENT in json.dumps(call["body"], ensure_ascii=False)]
+    assert len(agent_calls) == 2
+    assert all("opt_out" in call["body"]["generationConfig"]["responseJsonSchema"]["properties"]
+               for call in agent_calls)
+    assert rows("SELECT kind FROM outbox ORDER BY id") == [("reply",), ("notice",)]
+    # A later question of their own is answered; no follow-up ever starts.
+    customer_says(wappi, phone, "Хотя скажите, а наполеон есть?")
+    run_poll()
+    wait_for(lambda: len(replies_to(wappi, phone)) == 3, message="the answer after the opt-out")
+    wait_idle()
+    assert len(replies_to(wappi, phone)) == 3
+    from datetime import UTC, datetime, timedelta
+
+    from tasks.followup import sweep_once
+
+    assert sweep_once(datetime.now(UTC) + timedelta(days=2)) == []

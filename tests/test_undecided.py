@@ -1,0 +1,131 @@
+"""The gate: only a confident "not a lead" is left unanswered; an undecided contact is answered neutrally."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from emulators.gemini import GeminiEmulator
+from emulators.wappi import WappiEmulator
+from pipeline.classification import Verdict, decide, gate
+from tests.conftest import run_poll, wait_for
+from tests.idle import wait_idle
+from tests.test_pipeline import customer_says, replies_to, rows
+
+MODERATOR = "модератор"
+AGENT = "Рабочее время для созвонов"
+CLARIFY = "Пока непонятно, чего хочет собеседник"  # a line only the undecided mode's instruction has
+
+
+def system_texts(gemini: GeminiEmulator, marker: str) -> list[str]:
+    return [call["body"]["systemInstruction"]["parts"][0]["text"] for call in gemini.requests_log()
+            if marker in json.dumps(call["body"].get("systemInstruction", {}), ensure_ascii=False)]
+
+
+# -- the rule, without Celery ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("is_client", "confidence", "messages", "answer_undecided", "expected"), [
+    (False, 0.9, 1, True, "ignore"),    # a confident "not a lead": no reply
+    (False, 0.6, 1, True, "clarify"),   # an unsure "not a lead": answered neutrally
+    (False, 0.6, 5, True, "clarify"),   # ... even after many messages
+    (None, 0.9, 1, True, "clarify"),
+    (True, 0.6, 1, True, "clarify"),
+    (True, 0.9, 1, True, "answer"),
+    (True, 0.6, 3, True, "answer"),     # enough messages make an unsure lead a lead
+    # ANSWER_UNDECIDED=false: today's strict behaviour, waiting up to CLASSIFY_MIN_MESSAGES
+    (False, 0.6, 1, False, "wait"),
+    (False, 0.6, 3, False, "ignore"),
+    (None, 0.9, 5, False, "wait"),
+    (True, 0.6, 1, False, "wait"),
+    (True, 0.6, 3, False, "answer"),
+    (True, 0.9, 1, False, "answer"),
+    (False, 0.9, 1, False, "ignore"),
+])
+def test_the_gate(is_client: bool | None, confidence: float, messages: int, answer_undecided: bool,
+                  expected: str) -> None:
+    decided = decide(Verdict(is_client, confidence, ""), messages, min_messages=3, min_confidence=0.8,
+                     answer_undecided=answer_undecided)
+    assert gate(decided, answer_undecided=answer_undecided) == expected
+
+
+def test_no_valid_verdict_is_undecided() -> None:
+    assert gate(decide(None, 1, min_messages=3, min_confidence=0.8, answer_undecided=True),
+                answer_undecided=True) == "clarify"
+    assert gate(decide(None, 9, min_messages=3, min_confidence=0.8, answer_undecided=False),
+                answer_undecided=False) == "wait"
+
+
+def test_answer_undecided_is_on_by_default_and_can_be_turned_off() -> None:
+    from settings import SettingsError, load_settings
+
+    valid = {"WAPPI_TOKEN": "t" * 40, "WAPPI_PROFILE_ID": "71ad40e9-b023", "GEMINI_API_KEY": "key"}
+    assert load_settings(valid).answer_undecided is True
+    assert load_settings({**valid, "ANSWER_UNDECIDED": "false"}).answer_undecided is False
+    assert load_settings({**valid, "ANSWER_UNDECIDED": " TRUE "}).answer_undecided is True
+    with pytest.raises(SettingsError, match="ANSWER_UNDECIDED"):
+        load_settings({**valid, "ANSWER_UNDECIDED": "maybe"})
+
+
+# -- through the workers ----------------------------------------------------------------------------
+
+def verdict(is_client: bool | None, confidence: float) -> dict[str, Any]:
+    return {"json": {"is_client": is_client, "confidence": confidence, "reasoning": "проверка"}, "match": MODERATOR}
+
+
+@pytest.mark.usefixtures("workers", "clean")
+def test_a_first_hello_is_answered_neutrally(wappi: WappiEmulator, gemini: GeminiEmulator) -> None:
+    run_poll()
+    phone = "77700000001"
+    customer_says(wappi, phone, "Здравствуйте")
+    run_poll()
+    wait_for(lambda: replies_to(wappi, phone), message="an answer to the hello")
+    wait_idle()
+    assert len(replies_to(wappi, phone)) == 1
+    stored = rows("SELECT is_client, classified_at FROM contacts WHERE phone = :phone", phone=phone)[0]
+    assert stored.is_client is None and stored.classified_at is not None  # still undecided
+    prompts = system_texts(gemini, AGENT)
+    assert len(prompts) == 1 and CLARIFY in prompts[0] and "SPIN" not in prompts[0]
+    # An undecided contact gets no follow-ups.
+    from tasks.followup import sweep_once
+
+    assert sweep_once(datetime.now(UTC) + timedelta(days=2)) == []
+
+
+@pytest.mark.usefixtures("workers", "clean")
+def test_a_suppliers_offer_is_not_answered(wappi: WappiEmulator, gemini: GeminiEmulator) -> None:
+    run_poll()
+    phone = "77700000002"
+    customer_says(wappi, phone, "Добрый день, мы поставщик муки, предлагаем сотрудничество")
+    run_poll()
+    wait_for(lambda: rows("SELECT 1 FROM messages WHERE status = 'ignored'"), message="the offer ignored")
+    wait_idle()
+    assert replies_to(wappi, phone) == []
+    assert rows("SELECT is_client FROM contacts WHERE phone = :phone", phone=phone)[0].is_client is False
+    assert system_texts(gemini, AGENT) == []
+
+
+@pytest.mark.usefixtures("workers", "clean")
+def test_undecided_then_not_a_lead_gets_no_more_replies(wappi: WappiEmulator, gemini: GeminiEmulator) -> None:
+    run_poll()
+    phone = "77700000003"
+    gemini.script([verdict(None, 0.4), verdict(False, 0.95)])
+    customer_says(wappi, phone, "Добрый день")
+    run_poll()
+    wait_for(lambda: replies_to(wappi, phone), message="the neutral answer")
+    wait_idle()
+    customer_says(wappi, phone, "Это Марат, по поводу аренды помещения")
+    run_poll()
+    wait_for(lambda: rows("SELECT 1 FROM contacts WHERE phone = :phone AND is_client IS false", phone=phone),
+             message="the second verdict")  # classification was asked again on the next message
+    wait_idle()
+    customer_says(wappi, phone, "Ответьте, пожалуйста")
+    run_poll()
+    wait_for(lambda: len(rows("SELECT 1 FROM messages WHERE status = 'ignored'")) == 2, message="both ignored")
+    wait_idle()
+    assert len(replies_to(wappi, phone)) == 1
+    assert len(system_texts(gemini, MODERATOR)) == 2  # a decided contact is not classified again
+    statuses = [row.status for row in rows("SELECT status FROM messages WHERE direction = 'in' ORDER BY id")]
+    assert statuses == ["answered", "ignored", "ignored"]
