@@ -14,6 +14,7 @@ from typing import Any
 from celery.exceptions import Ignore, Retry
 
 from clients.gemini import get_client as get_gemini
+from clients.wappi import WappiMediaTooLargeError
 from clients.wappi import get_client as get_wappi
 from db.models import Message, Profile
 from db.session import session_scope
@@ -95,7 +96,7 @@ def transcribe(self: TranscribeTask, message_id: int | None) -> int | None:
                                                   max_bytes=settings.max_audio_bytes, stored=stored)
         except (Defer, Retry, Ignore):
             raise
-        except AudioTooLarge as exc:
+        except (AudioTooLarge, WappiMediaTooLargeError) as exc:  # over MAX_AUDIO_BYTES, known or found while streaming
             log.warning("transcribe message %s: %s; asking the customer to write", voice_id, exc)
             give_up_on(voice_id)
             continue

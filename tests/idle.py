@@ -16,11 +16,12 @@ from tests.conftest import TEST_REDIS_URL
 from tests.test_pipeline import rows
 
 
-def busy() -> list[str]:
-    """What is still going on; empty when idle."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
+def busy(broker_url: str = TEST_REDIS_URL) -> list[str]:
+    """What is still going on; empty when idle. Priority sub-queues (`send\x06\x163`) count too."""
+    client = redis.Redis.from_url(broker_url)
     try:
-        found = [f"queue {name}" for name in QUEUES if client.llen(name)]
+        found = [f"queue {name!r}" for queue in QUEUES for name in client.scan_iter(f"{queue}*")
+                 if client.type(name) == b"list" and client.llen(name)]
         if client.hlen("unacked"):
             found.append("a task held by a worker")
     finally:
@@ -34,12 +35,13 @@ def busy() -> list[str]:
     return found
 
 
-def wait_idle(timeout: float = 60.0, checks: int = 3, interval: float = 0.3) -> None:
+def wait_idle(broker_url: str = TEST_REDIS_URL, *, timeout: float = 60.0, checks: int = 3,
+              interval: float = 0.3) -> None:
     deadline = time.monotonic() + timeout
     quiet = 0
     last: list[str] = []
     while time.monotonic() < deadline:
-        last = busy()
+        last = busy(broker_url)
         quiet = 0 if last else quiet + 1
         if quiet >= checks:
             return

@@ -90,3 +90,28 @@ def test_a_reply_held_longer_than_hold_max_age_is_dead_lettered(stack: Stack, wa
     assert rows("SELECT status FROM outbox")[0].status == "failed"
     set_profile(wappi, authorized=True)
     assert wappi.sent_messages(PROFILE_ID) == []
+
+
+def test_the_poll_of_a_refused_profile_backs_off_and_resumes_when_it_is_back(
+        clean: None, wappi: WappiEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    """Wappi refuses an unauthorized profile: the poll does not hammer it every tick, marks it down
+    with the reason (so /health says why), logs the outage once, and polls again once it is back."""
+    from tasks.poll import poll
+
+    def chats_calls() -> int:
+        return sum(1 for entry in wappi.requests_log() if entry["path"].endswith("chats/get"))
+
+    poll.run()  # first start: the profile is created and its history recorded
+    set_profile(wappi, authorized=False)
+    before = chats_calls()
+    with caplog.at_level("DEBUG", logger="tasks.poll"):
+        for _ in range(6):
+            poll.run()
+    assert chats_calls() == before + 1, "a refused profile is asked once, then backed off"
+    assert rows("SELECT down_reason FROM profiles")[0].down_reason == "not authorized"
+    assert sum("refused by Wappi" in record.getMessage() for record in caplog.records) == 1
+
+    set_profile(wappi, authorized=True)
+    wait_for(lambda: poll.run() is not None and chats_calls() > before + 1, timeout=30, interval=0.5,
+             message="the poll to try the profile again after its backoff")
+    assert rows("SELECT down_reason FROM profiles")[0].down_reason is None

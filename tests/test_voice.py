@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
 import requests
@@ -12,38 +11,12 @@ import requests
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
 from settings import get_settings
-from tests.conftest import TEST_REDIS_URL, run_poll, wait_for
+from tests.conftest import run_poll, wait_for
+from tests.idle import wait_idle
 from tests.test_pipeline import customer_says, replies_to, rows
 
 pytestmark = pytest.mark.usefixtures("workers", "clean")
 QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "followup")
-
-
-def idle(broker_url: str = TEST_REDIS_URL) -> bool:
-    """No task queued or held by a worker, no customer message waiting, no outbox row unsent."""
-    import redis
-
-    broker = redis.Redis.from_url(broker_url)
-    try:
-        queued = sum(broker.llen(name) for queue in QUEUES for name in broker.scan_iter(f"{queue}*")
-                     if broker.type(name) == b"list")
-        held = broker.hlen("unacked")
-    finally:
-        broker.close()
-    pending = rows("SELECT (SELECT count(*) FROM messages WHERE status = 'received') + "
-                   "(SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending'))")[0][0]
-    return queued == 0 and held == 0 and pending == 0
-
-
-def wait_idle(broker_url: str = TEST_REDIS_URL) -> None:
-    """Idle twice, half a second apart: a task between two stages is not missed."""
-    def settled() -> bool:
-        if not idle(broker_url):
-            return False
-        time.sleep(0.5)
-        return idle(broker_url)
-
-    wait_for(settled, timeout=90, message="the pipeline to be idle")
 
 
 def voice_note(wappi: WappiEmulator, phone: str, transcript: str, shape: str) -> str:

@@ -15,10 +15,10 @@ from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
 from settings import get_settings
 from tests.conftest import GEMINI_KEY, PROFILE_ID, WAPPI_TOKEN, run_poll, wait_for
+from tests.idle import wait_idle
 from tests.test_dlq import dlq
 from tests.test_operations import SECRET, web  # noqa: F401  # `web` is a pytest fixture used below
 from tests.test_pipeline import customer_says, replies_to, rows
-from tests.test_voice import wait_idle
 
 pytestmark = pytest.mark.usefixtures("workers", "clean")
 
