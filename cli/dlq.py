@@ -130,7 +130,11 @@ def replay(ctx: click.Context, dead_letter_id: int | None, replay_all: bool, tas
         for row in rows:
             task = app.tasks.get(row.task_name)
             if task is None:
-                raise click.ClickException(f"dead letter {row.id}: unknown task {row.task_name}")
+                why = _not_replayable(row.task_name)
+                if dead_letter_id is not None:
+                    raise click.ClickException(f"dead letter {row.id} cannot be replayed: {why}")
+                click.echo(f"skipped dead letter {row.id} ({row.task_name}): {why}")
+                continue
             prepare = getattr(task, "prepare_replay", None)
             if prepare is not None:
                 prepare(list(row.args), dict(row.kwargs))
@@ -142,6 +146,15 @@ def replay(ctx: click.Context, dead_letter_id: int | None, replay_all: bool, tas
                        f"as task {result.id} on queue {row.queue or 'default'}")
     if not rows:
         click.echo("nothing to replay")
+
+
+def _not_replayable(task_name: str) -> str:
+    from pipeline.intake import REJECTED_TASK
+
+    if task_name == REJECTED_TASK:
+        return ("not a Celery task: a message the poll or webhook could not read or store; its masked "
+                "payload is kept for inspection (`dlq show`), there is nothing to re-run")
+    return f"unknown task {task_name}: no such Celery task is registered"
 
 
 @dlq.command("purge")

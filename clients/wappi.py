@@ -423,7 +423,12 @@ class WappiClient:
         messages: list[WappiMessage] = []
         rejected: list[tuple[Mapping[str, Any], str]] = []
         items = body.get("messages")
-        listed: list[Any] = items if isinstance(items, list) else []
+        if not isinstance(items, list):
+            # Not an empty page: another call's answer (a media/download body, say). Taken as empty,
+            # it would move the chat's cursor past a message never stored.
+            raise WappiCrossedResponseError("Wappi messages/get: the answer holds no `messages` list "
+                                            f"(keys: {', '.join(sorted(map(str, body))[:8])})")
+        listed: list[Any] = items
         for item in listed:
             if not isinstance(item, Mapping):
                 rejected.append(({"item": repr(item)[:500]}, "a message that is not an object"))
@@ -479,6 +484,10 @@ class WappiClient:
                 raise WappiMediaMismatchError(f"Wappi media/download for {message_id} answered with another "
                                               f"file ({name!r}, expected {expected.file_name!r})")
             encoded = _str(body.get("file_b64"))
+            if not encoded and not _str(body.get("file_link")):
+                # No file at all: another call's answer (a messages/get body, say), asked again.
+                raise WappiMediaMismatchError(f"Wappi media/download for {message_id}: the answer holds "
+                                              "neither file_b64 nor file_link")
             cap = self._max_media_bytes
             if encoded and cap is not None and len(encoded) * 3 // 4 > cap + 2:
                 raise WappiMediaTooLargeError(f"Wappi media/download for {message_id}: file_b64 of about "

@@ -139,6 +139,9 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(16), default="received")
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # While `received`: when its chain's next stage run is due (stamped at each stage start and at
+    # each retry/deferral with its countdown); the recovery sweep restarts it once well past that.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class VoiceMedia(Base):

@@ -27,8 +27,9 @@ MAYBE = frozenset({
     "спасибо я подумаю", "я подумаю и напишу", "подумаю и напишу", "посмотрим",
 })
 # A message opts out at once only when, after dropping politeness words, it is exactly one of
-# these (or one typo away from a long one). Anything longer that merely mentions stopping ("Стоп, а
-# сколько стоит доставка?") is a conversation: the sales agent's answer says whether it opts out.
+# these (or one typo away from a long one), and it is not a question. Anything longer that merely
+# mentions stopping ("Стоп, а сколько стоит доставка?") is a conversation: the sales agent's answer
+# says whether it opts out.
 OPT_OUT_EXACT = frozenset({
     "стоп", "stop", "unsubscribe", "отписаться", "отпишитесь", "отпишите", "отпишите меня", "отписка",
     "отпишитесь от рассылки", "отпишите меня от рассылки", "не пишите", "не пишите мне", "больше не пишите",
@@ -42,6 +43,10 @@ OPT_OUT_EXACT = frozenset({
 POLITENESS = frozenset({"пожалуйста", "пж", "пжл", "плиз", "please", "pls", "plz", "спасибо", "спс", "thanks",
                         "өтінемін", "рахмет"})
 FUZZY_MIN_CHARS = 10  # a typo is forgiven only in a long form: "стол" is not "стоп"
+QUESTION_MARKS = ("?", "？", "¿")  # "Больше не пишите?" asks; the model decides
+# A swap to or from "й" is not a typo: it turns the imperative into a statement ("не присылайте" ->
+# "не присылаете" "you don't send", "не беспокойте" -> "не беспокоите" "you aren't bothering").
+NOT_A_TYPO = frozenset("й")
 # Latin letters that look Cyrillic, inside a word that has Cyrillic letters ("нe" with a Latin e).
 HOMOGLYPHS = str.maketrans("aceopxykmtbh", "асеорхукмтвн")
 CYRILLIC = re.compile(r"[а-яәғқңөұүһі]")
@@ -66,13 +71,16 @@ def short_answer(text: str) -> str | None:
 
 
 def _one_edit_apart(first: str, second: str) -> bool:
-    """True when one letter inserted, deleted or replaced turns `first` into `second`."""
+    """True when one letter inserted, deleted or replaced turns `first` into `second`; replacing a letter
+    of NOT_A_TYPO, or by one, does not count."""
     if abs(len(first) - len(second)) > 1:
         return False
     if len(first) > len(second):
         first, second = second, first
     for index, (left, right) in enumerate(zip(first, second, strict=False)):
         if left != right:
+            if len(first) == len(second) and (left in NOT_A_TYPO or right in NOT_A_TYPO):
+                return False
             tail = index + 1 if len(first) == len(second) else index
             return first[tail:] == second[index + 1:]
     return True
@@ -81,7 +89,9 @@ def _one_edit_apart(first: str, second: str) -> bool:
 def is_opt_out(text: str) -> bool:
     """A short exact opt-out: "стоп", "STOP!", "Не пишите мне больше", "отпишитесь, пожалуйста", "Маған
     жазбаңыз", with punctuation, case, ё and a typo in a long form forgiven. False for anything else,
-    which the sales agent's answer judges (its `opt_out` field)."""
+    which the sales agent's answer judges (its `opt_out` field). A question never opts out at once."""
+    if any(mark in text for mark in QUESTION_MARKS):
+        return False
     words = [word for word in normalize(text).split() if word not in POLITENESS]
     deduplicated = [word for index, word in enumerate(words) if index == 0 or word != words[index - 1]]
     phrase = " ".join(deduplicated)

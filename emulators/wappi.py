@@ -294,11 +294,13 @@ class _MediaFaults:
     fail_status: int = 400
     fail_detail: str = "download media error"
     cross_next: int = 0
+    cross_kind: str = "file"  # "file": another message's file; "messages": a messages/get body
     crossed: int = 0  # crossed answers given so far (read back by tests)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> _MediaFaults:
-        unknown = sorted(set(payload) - {"fail_message_ids", "fail_status", "fail_detail", "cross_next"})
+        unknown = sorted(set(payload) - {"fail_message_ids", "fail_status", "fail_detail", "cross_next",
+                                         "cross_kind"})
         if unknown:
             raise EmulatorError(f"unknown media fault keys: {', '.join(unknown)}")
         ids = payload.get("fail_message_ids") or []
@@ -313,12 +315,16 @@ class _MediaFaults:
         cross_next = payload.get("cross_next", 0)
         if isinstance(cross_next, bool) or not isinstance(cross_next, int) or cross_next < 0:
             raise EmulatorError("cross_next must be a non-negative integer")
+        cross_kind = payload.get("cross_kind", "file")
+        if cross_kind not in ("file", "messages"):
+            raise EmulatorError("cross_kind must be 'file' or 'messages'")
         return cls(fail_message_ids=frozenset(ids), fail_status=status, fail_detail=detail,
-                   cross_next=cross_next)
+                   cross_next=cross_next, cross_kind=cross_kind)
 
     def public(self) -> JSON:
         return {"fail_message_ids": sorted(self.fail_message_ids), "fail_status": self.fail_status,
-                "fail_detail": self.fail_detail, "cross_next": self.cross_next, "crossed": self.crossed}
+                "fail_detail": self.fail_detail, "cross_next": self.cross_next, "cross_kind": self.cross_kind,
+                "crossed": self.crossed}
 
 
 @dataclass
@@ -329,12 +335,15 @@ class _ChatFaults:
     fail_chats: frozenset[str] = frozenset()  # chat keys (phone digits, or the full id of a group)
     fail_status: int = 500
     cross_next: int = 0
+    cross_kind: str = "chat"  # "chat": another chat's messages; "media": a media/download body
+    dialog_overrides: Mapping[str, JSON] = field(default_factory=dict)  # chat key -> chats/get fields
     crossed: int = 0  # crossed answers given so far (read back by tests)
     failed: int = 0  # failed answers given so far
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> _ChatFaults:
-        unknown = sorted(set(payload) - {"fail_chats", "fail_status", "cross_next"})
+        unknown = sorted(set(payload) - {"fail_chats", "fail_status", "cross_next", "cross_kind",
+                                         "dialog_overrides"})
         if unknown:
             raise EmulatorError(f"unknown chat fault keys: {', '.join(unknown)}")
         chats = payload.get("fail_chats") or []
@@ -346,12 +355,20 @@ class _ChatFaults:
         cross_next = payload.get("cross_next", 0)
         if isinstance(cross_next, bool) or not isinstance(cross_next, int) or cross_next < 0:
             raise EmulatorError("cross_next must be a non-negative integer")
+        cross_kind = payload.get("cross_kind", "chat")
+        if cross_kind not in ("chat", "media"):
+            raise EmulatorError("cross_kind must be 'chat' or 'media'")
+        overrides = payload.get("dialog_overrides") or {}
+        if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+            raise EmulatorError("dialog_overrides must map a phone or chat id to an object of dialog fields")
         return cls(fail_chats=frozenset(_parse_chat_ref(item)[0] for item in chats), fail_status=status,
-                   cross_next=cross_next)
+                   cross_next=cross_next, cross_kind=cross_kind,
+                   dialog_overrides={_parse_chat_ref(k)[0]: copy.deepcopy(v) for k, v in overrides.items()})
 
     def public(self) -> JSON:
         return {"fail_chats": sorted(self.fail_chats), "fail_status": self.fail_status,
-                "cross_next": self.cross_next, "crossed": self.crossed, "failed": self.failed}
+                "cross_next": self.cross_next, "cross_kind": self.cross_kind, "crossed": self.crossed,
+                "failed": self.failed, "dialog_overrides": dict(self.dialog_overrides)}
 
 
 @dataclass
@@ -1557,7 +1574,8 @@ class WappiEmulator:
             page = ordered[offset : offset + _query_int(query, "limit", 200)]
         return _envelope(
             detail="Chats fetched",
-            dialogs=[self._dialog(chat) for chat in page],
+            dialogs=[{**self._dialog(chat), **self._chat_faults.dialog_overrides.get(chat.key, {})}
+                     for chat in page],
             total_count=len(ordered),
         )
 
@@ -1605,6 +1623,13 @@ class WappiEmulator:
         if key in chat_faults.fail_chats:
             chat_faults.failed += 1
             raise EmulatorError("messages get error", chat_faults.fail_status)
+        if chat_faults.cross_next > 0 and chat_faults.cross_kind == "media":
+            # A crossed answer of another kind: the body of a concurrent media/download.
+            chat_faults.cross_next -= 1
+            chat_faults.crossed += 1
+            return _envelope(task_id=str(uuid.uuid4()), uuid=profile.profile_id, media_type="ptt",
+                             mime_type="audio/ogg; codecs=opus", file_name=f"{uuid.uuid4()}.ogg",
+                             file_b64=base64.b64encode(b"OggS\x00crossed-download-body").decode("ascii"))
         if chat_faults.cross_next > 0:
             # A crossed answer: the history of the most recently active other chat.
             others = [other for other in self._sorted_chats(list(profile.chats.values()), {})
@@ -1723,6 +1748,14 @@ class WappiEmulator:
         media_faults = self._media_faults
         if message_id in media_faults.fail_message_ids:
             raise EmulatorError(media_faults.fail_detail, media_faults.fail_status)
+        if media_faults.cross_next > 0 and media_faults.cross_kind == "messages":
+            # A crossed answer of another kind: the body of a concurrent messages/get.
+            media_faults.cross_next -= 1
+            media_faults.crossed += 1
+            chat = next((c for c in profile.chats.values() if message_id in {m.get("id") for m in c.messages}),
+                        None)
+            page = list(reversed(chat.messages))[:50] if chat is not None else []
+            return _envelope(messages=copy.deepcopy(page), total_count=len(page), uuid=profile.profile_id)
         if media_faults.cross_next > 0:
             # A crossed answer: another message's file (the newest other one), or a decoy.
             media_faults.cross_next -= 1

@@ -51,6 +51,7 @@ FAILURE_BACKOFF_MAX = 300.0
 FAILURE_ALERT = 3  # failures in a row after which a chat is reported in /health and logged as an error
 REJECT_PAYLOAD_CHARS = 20_000
 REJECTED_TASK = "intake.message"
+LATE_CAP = 24 * 3600.0  # a message delivered late to Wappi is answered if written at most this long ago
 
 
 @dataclass(frozen=True)
@@ -161,18 +162,22 @@ def _changed_dialogs(session: Session, wappi: WappiClient, profile: Profile, now
     return seen, changed
 
 
-def _new_messages(session: Session, wappi: WappiClient, profile_id: int, dialog: Dialog,
-                  cursor: str | None) -> tuple[list[WappiMessage], list[tuple[Mapping[str, Any], str]]]:
-    """Messages of the chat not stored yet, oldest first, and the items that could not be read.
+def _new_messages(session: Session, wappi: WappiClient, profile_id: int, dialog: Dialog, cursor: str | None
+                  ) -> tuple[list[WappiMessage], list[tuple[Mapping[str, Any], str]], set[str]]:
+    """Messages of the chat not stored yet, oldest first, the items that could not be read, and
+    every id the pages showed (read or not).
     The newest page is compared with the ids already stored (not stopped at one cursor id), so
     a late message that sorts before our reply is found; a second page only when the whole
     first page is new."""
     collected: dict[str, WappiMessage] = {}
     rejected: list[tuple[Mapping[str, Any], str]] = []
+    shown: set[str] = set()
     for page_number in range(2):
         page = wappi.get_messages_page(dialog.chat_id, limit=MESSAGES_PAGE, offset=page_number * MESSAGES_PAGE)
         rejected.extend(page.rejected)
         ids = [message.id for message in page.messages]
+        shown.update(ids)
+        shown.update(str(item.get("id")) for item, _reason in page.rejected if item.get("id") is not None)
         stored = set(session.scalars(select(Message.provider_message_id).where(
             Message.profile_id == profile_id, Message.provider_message_id.in_(ids)))) if ids else set()
         for message in page.messages:
@@ -180,7 +185,7 @@ def _new_messages(session: Session, wappi: WappiClient, profile_id: int, dialog:
                 collected.setdefault(message.id, message)
         if stored or cursor is None or len(page.messages) + len(page.rejected) < MESSAGES_PAGE:
             break
-    return list(reversed(collected.values())), rejected
+    return list(reversed(collected.values())), rejected, shown
 
 
 def store_message(session: Session, profile: Profile, contact: Contact, message: WappiMessage,
@@ -248,13 +253,21 @@ def store_one(session: Session, profile: Profile, contact: Contact, message: Wap
 
 
 def _is_history(message: WappiMessage, *, first_start: bool, boundary: int | None, now: float,
-                stale_after: float) -> bool:
+                stale_after: float, previous_poll: float | None) -> bool:
     """On first start everything is history; a chat first seen later keeps as history what was
-    sent before the first start. A customer message written more than `stale_after` ago (we were
-    down, Wappi reconnected, or it was delivered that late) is recorded, not answered: an answer
-    that late does more harm than good. The age counts from when the customer wrote it."""
-    stale = not message.from_me and 0 < message.time < now - stale_after
-    return first_start or boundary is None or (0 < message.time < boundary) or stale
+    sent before the first start. A customer message written more than `stale_after` ago is
+    recorded, not answered, when it came while we were down: it is newer than our previous
+    successful poll (`previous_poll`), so we would have seen it in time had we been up. One
+    written before that poll that we had not seen was delivered late to Wappi (the customer's
+    phone was offline): it is answered, if written at most LATE_CAP (24 h) ago. With no previous
+    poll known, every message older than `stale_after` is recorded only."""
+    if first_start or boundary is None or (0 < message.time < boundary):
+        return True
+    if message.from_me or not 0 < message.time < now - stale_after:
+        return False
+    if previous_poll is None or message.time >= previous_poll:
+        return True  # we were down
+    return message.time < now - LATE_CAP
 
 
 def _record_chat_failure(session: Session, profile_id: int, dialog: Dialog, exc: Exception,
@@ -291,6 +304,7 @@ def poll_profile(sessions: Callable[[], AbstractContextManager[Session]], wappi:
         if first_start:
             profile.history_boundary = int(now)
         boundary = profile.history_boundary
+        previous_poll = profile.last_poll_at.timestamp() if profile.last_poll_at is not None else None
         seen, changed = _changed_dialogs(session, wappi, profile, moment, chats_page)
     stored = 0
     to_answer: list[int] = []
@@ -305,27 +319,39 @@ def poll_profile(sessions: Callable[[], AbstractContextManager[Session]], wappi:
                 contact = upsert_contact(session, profile.id, dialog.phone, dialog.chat_id,
                                          first_name=dialog.first_name, full_name=dialog.full_name,
                                          push_name=dialog.push_name, business_name=dialog.business_name)
-                messages, rejected = _new_messages(session, wappi, profile.id, dialog,
-                                                   contact.last_seen_message_id)
+                messages, rejected, shown = _new_messages(session, wappi, profile.id, dialog,
+                                                          contact.last_seen_message_id)
                 for item, reason in rejected:
                     record_rejected(session, profile.id, "poll", item, reason)
                 new_ids: list[int] = []
                 for message in messages:
                     history = _is_history(message, first_start=first_start, boundary=boundary, now=now,
-                                          stale_after=stale_after)
+                                          stale_after=stale_after, previous_poll=previous_poll)
                     row_id = store_one(session, profile, contact, message, source="poll", now=now,
                                        history=history, human_pause=human_pause)
                     stored += 1
                     if row_id is not None:
                         new_ids.append(row_id)
-                contact.last_seen_message_id = cursor_of(dialog.last_message_id)
-                contact.last_seen_unread = dialog.unread_count
+                # The cursor moves only when the dialog's newest message was on the page or is
+                # stored: otherwise the page was not this chat's (or not complete), read it again.
+                if dialog.last_message_id in shown or session.scalar(select(Message.id).where(
+                        Message.profile_id == profile.id,
+                        Message.provider_message_id == dialog.last_message_id).limit(1)) is not None:
+                    contact.last_seen_message_id = cursor_of(dialog.last_message_id)
+                    contact.last_seen_unread = dialog.unread_count
+                else:
+                    log.warning("poll: chat %s: its newest message was not on the page; read again next poll",
+                                dialog.chat_id)
                 recovered = session.execute(delete(ChatPollFailure).where(
                     ChatPollFailure.profile_id == profile.id, ChatPollFailure.chat_id == dialog.chat_id))
                 if recovered.rowcount:  # type: ignore[attr-defined]  # CursorResult of a DELETE
                     log.info("poll: chat %s is read again", dialog.chat_id)
-        except WappiError as exc:
+        except OperationalError:
+            raise  # the database is down: no chat's fault
+        except Exception as exc:  # noqa: BLE001 - one chat's surprise (a DataError, say) costs only that chat
             failed += 1
+            if not isinstance(exc, WappiError):
+                exc = RuntimeError(f"{type(exc).__name__}: {mask_phone(str(exc))}")
             with sessions() as session:
                 failure = _record_chat_failure(session, profile_id, dialog, exc, moment)
                 failures, retry_at = failure.failures, failure.next_retry_at
@@ -400,6 +426,7 @@ def store_webhook(sessions: Callable[[], AbstractContextManager[Session]], profi
         profile = session.get(Profile, profile_id)
         assert profile is not None
         boundary = profile.history_boundary
+        previous_poll = profile.last_poll_at.timestamp() if profile.last_poll_at is not None else None
         for position, item in enumerate(items):
             if not isinstance(item, dict):
                 log.warning("webhook: item %d is not an object; skipped", position)
@@ -426,7 +453,7 @@ def store_webhook(sessions: Callable[[], AbstractContextManager[Session]], profi
                 record_rejected(session, profile.id, "webhook", item, f"{type(exc).__name__}: {exc}")
                 continue
             history = _is_history(message, first_start=False, boundary=boundary, now=now,
-                                  stale_after=stale_after)
+                                  stale_after=stale_after, previous_poll=previous_poll)
             row_id = store_one(session, profile, contact, message, source="webhook", now=now,
                                history=history, human_pause=human_pause)
             if row_id is not None:

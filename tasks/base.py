@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import random
 import traceback
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from celery import Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
-from sqlalchemy import update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from clients.gemini import GeminiTransientError
@@ -78,14 +78,17 @@ class PipelineTask(Task):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._check_redeliveries(args, kwargs)
+        self._mark_due(args, 0.0)
         try:
             with log_context(**{self.id_field: args[0] if args else None}):
                 return self.run(*args, **kwargs)
         except (Retry, Ignore):
             raise
         except Defer as deferral:
-            log.info("%s deferred %.1fs: %s", self.name, deferral.countdown, deferral)
-            raise self.retry(countdown=min(deferral.countdown, MAX_COUNTDOWN), max_retries=None) from None
+            countdown = min(deferral.countdown, MAX_COUNTDOWN)
+            log.info("%s deferred %.1fs: %s", self.name, countdown, deferral)
+            self._mark_due(args, countdown)
+            raise self.retry(countdown=countdown, max_retries=None) from None
         except TRANSIENT as exc:
             attempts = self._count_attempt()
             if attempts >= self.max_attempts:
@@ -94,7 +97,18 @@ class PipelineTask(Task):
             countdown = backoff(attempts, exc)
             log.warning("%s attempt %d failed (%s: %s); retrying in %.1fs",
                         self.name, attempts, type(exc).__name__, exc, countdown)
+            self._mark_due(args, countdown)
             raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None
+
+    def mark_due(self, args: tuple[Any, ...], due: datetime) -> None:
+        """Record that this task's work runs next at `due` (a stage start: now), so the recovery
+        sweep knows it is held. Stage-specific; nothing by default."""
+
+    def _mark_due(self, args: tuple[Any, ...], countdown: float) -> None:
+        try:
+            self.mark_due(args, datetime.now(UTC) + timedelta(seconds=countdown))
+        except SQLAlchemyError as exc:  # bookkeeping: the stage's own work decides the outcome
+            log.warning("%s: could not record when it is next due (%s: %s)", self.name, type(exc).__name__, exc)
 
     # -- counters in Redis, keyed by the task id (stable across retries) -----------------
     def is_last_attempt(self) -> bool:
@@ -202,6 +216,16 @@ class MessageStageTask(PipelineTask):
     nothing sweeps it up again until an operator replays it."""
 
     id_field = "message_id"
+
+    def mark_due(self, args: tuple[Any, ...], due: datetime) -> None:
+        """Stamp every `received` message of the contact: the chain carries its whole burst."""
+        message_id = args[0] if args else None
+        if not isinstance(message_id, int):
+            return
+        with session_scope() as session:
+            contact_id = select(Message.contact_id).where(Message.id == message_id).scalar_subquery()
+            session.execute(update(Message).where(Message.contact_id == contact_id, Message.status == "received")
+                            .values(next_attempt_at=due))
 
     def after_dead_letter(self, args: Any, kwargs: Any, exc: BaseException) -> None:
         message_id = args[0] if args else None

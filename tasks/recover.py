@@ -1,11 +1,14 @@
 """Sweep `recover`: restart work that no queue holds any more (say, after Redis lost its data).
 
-Only work nothing holds is restarted. An outbox row that waits (the send limit, the settle delay
-of an unclear send, an offline profile) carries `next_attempt_at`, refreshed at every deferral; it
-is stranded only once that time is well past. A customer message carries no such mark, so it is
-stranded only after the slowest path its chain can legitimately take, computed from the settings.
-Every stage is idempotent, so a restart of something merely slow costs a no-op, never a second
-message.
+Only work nothing holds is restarted. Both an outbox row that waits (the send limit, the settle
+delay of an unclear send, an offline profile) and a `received` customer message carry
+`next_attempt_at`: when their next run is due, refreshed at every stage start, retry and deferral
+(tasks.base stamps a message's whole burst). A thing is stranded only once that time is past by the
+stage's hard time limit plus a margin; a chain merely retrying through a Gemini outage keeps moving
+its mark forward and is left alone. A message never stamped (lost between commit and enqueue) is
+stranded once its burst window and one stage run are past. Each restart moves the mark forward, so
+the same thing is restarted at most once per period. Every stage is idempotent, so a restart of
+something merely slow (say, deep in a queue) costs a no-op, never a second message.
 """
 
 from __future__ import annotations
@@ -15,9 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from db.models import Outbox
+from db.models import Message, Outbox
 from db.session import session_scope
-from pipeline.intake import stranded_messages
 from settings import Settings, get_settings
 from tasks.app import app
 from tasks.base import MAX_COUNTDOWN, PipelineTask
@@ -42,10 +44,29 @@ def retry_path(task_name: str, attempts: int) -> timedelta:
     return timedelta(seconds=attempts * _hard_limit(task_name) + (attempts - 1) * MAX_COUNTDOWN)
 
 
+def message_stage_limit() -> timedelta:
+    """The longest one run of a message stage may take (its hard time limit) plus the margin."""
+    return timedelta(seconds=max(_hard_limit(name) for name in MESSAGE_STAGES)) + MARGIN
+
+
 def message_stranded_after(settings: Settings) -> timedelta:
-    """A customer message's chain: the burst window, then every stage's slowest retry path."""
-    chain = sum((retry_path(name, settings.max_attempts) for name in MESSAGE_STAGES), timedelta())
-    return timedelta(seconds=settings.batch_max_wait) + chain + MARGIN
+    """A message never stamped by a stage: its burst window, then one stage run, plus the margin."""
+    return timedelta(seconds=settings.batch_max_wait) + message_stage_limit()
+
+
+def stranded_messages(now: datetime, settings: Settings) -> list[int]:
+    """`received` messages that nothing holds: their next run was due more than one stage run
+    ago (or, never stamped, their burst is long closed). Each restart is written down."""
+    with session_scope() as session:
+        found = list(session.scalars(select(Message.id).where(
+            Message.status == "received", Message.direction == "in",
+            or_(and_(Message.next_attempt_at.is_(None), Message.created_at < now - message_stranded_after(settings)),
+                Message.next_attempt_at < now - message_stage_limit()))
+            .order_by(Message.id).limit(BATCH)))
+        if found:
+            session.execute(update(Message).where(Message.id.in_(found)).values(
+                next_attempt_at=now + message_stage_limit()))
+    return found
 
 
 def outbox_stranded_after(settings: Settings) -> timedelta:
@@ -71,13 +92,13 @@ def stranded_outbox(now: datetime, settings: Settings) -> list[int]:
 
 
 @app.task(base=PipelineTask, name="pipeline.recover")
-def recover() -> int:
+def recover(now: datetime | None = None) -> int:
+    """`now` is for tests (called directly); the beat schedule passes nothing."""
     from tasks.send import send
 
     settings = get_settings()
-    now = datetime.now(UTC)
-    with session_scope() as session:
-        messages = stranded_messages(session, now - message_stranded_after(settings), BATCH)
+    now = now or datetime.now(UTC)
+    messages = stranded_messages(now, settings)
     outbox = stranded_outbox(now, settings)
     if messages or outbox:
         log.warning("recover: restarting %d stranded messages and %d unsent outbox rows",

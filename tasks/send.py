@@ -53,7 +53,13 @@ from tasks.base import Defer, PipelineTask
 log = logging.getLogger(__name__)
 SEND_LOCK_SECONDS = 65  # just longer than the task's hard time limit (60 s)
 ORDER_WAIT = 2.0  # seconds before looking again when an older row of the chat is still unsent
-YIELD_WAIT = 3.0  # seconds a follow-up touch waits while replies to customers are queued
+YIELD_WAIT = 15.0  # at least this long a follow-up touch waits while replies to customers are queued
+
+
+def yield_wait() -> float:
+    """A touch behind customer replies looks again after 15-30 s: the replies need the send limit
+    for a while, and jitter keeps many waiting touches from waking together."""
+    return YIELD_WAIT + random.uniform(0, YIELD_WAIT)
 
 
 class HeldTooLong(Exception):
@@ -183,7 +189,7 @@ def _send(outbox_id: int) -> int | None:
     if older_first:
         _defer(outbox_id, f"an older message to chat {contact_id} goes first", ORDER_WAIT)
     if yields:
-        _defer(outbox_id, "replies to customers are waiting; the touch goes after them", YIELD_WAIT)
+        _defer(outbox_id, "replies to customers are waiting; the touch goes after them", yield_wait())
     wappi = get_client(provider_profile)
     if held_for is not None:
         _wait_while_down(outbox_id, wappi, created_at, held_for)

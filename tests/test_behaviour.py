@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import requests
+from kombu import Connection
 
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
 from settings import get_settings
 from tests.conftest import PROFILE_ID, ROOT, run_poll, wait_for
+from tests.idle import wait_idle
 from tests.test_pipeline import customer_says, replies_to, rows
 
 AGENT = "Рабочее время для созвонов"
@@ -40,7 +43,7 @@ def test_a_burst_gets_one_reply_and_a_later_burst_another(wappi: WappiEmulator, 
         customer_says(wappi, phone, text)
     run_poll()
     first = wait_for(lambda: replies_to(wappi, phone), message="the burst's reply")
-    time.sleep(3.0)
+    wait_idle()
     assert len(replies_to(wappi, phone)) == 1
     calls = agent_calls(gemini)
     assert len(calls) == 1
@@ -69,7 +72,7 @@ def test_a_message_during_the_answer_supersedes_it(wappi: WappiEmulator, gemini:
     customer_says(wappi, phone, "И ещё макаронс, пожалуйста")
     run_poll()
     replies = wait_for(lambda: replies_to(wappi, phone), timeout=40, message="the newer answer")
-    time.sleep(3.0)
+    wait_idle()
     bodies = [reply["body"] for reply in replies_to(wappi, phone)]
     assert bodies == [replies[0]["body"]] and "устарел" not in bodies[0]
     assert "макаронс" in bodies[0]
@@ -93,7 +96,7 @@ def test_a_human_reply_pauses_the_bot_and_stops_follow_ups(wappi: WappiEmulator)
     customer_says(wappi, phone, "А доставка есть?")
     run_poll()
     wait_for(lambda: rows("SELECT 1 FROM messages WHERE status = 'paused'"), message="the message to be held")
-    time.sleep(2.5)
+    wait_idle()
     assert len(replies_to(wappi, phone)) == 1
     listed = cli("contacts", "paused")
     assert listed.returncode == 0 and phone in listed.stdout
@@ -112,7 +115,7 @@ def test_whitelisted_numbers_are_ignored_in_every_notation(wappi: WappiEmulator,
     customer_says(wappi, "77015550004", "Привет! Сколько стоит торт? Купить хочу")
     run_poll()
     wait_for(lambda: rows("SELECT 1 FROM messages WHERE status = 'ignored'"), message="the message to be ignored")
-    time.sleep(2.0)
+    wait_idle()
     assert replies_to(wappi, "77015550004") == []
     assert gemini.requests_log() == []  # not even classified
     assert "+77015550004" in cli("whitelist", "list").stdout
@@ -130,7 +133,7 @@ def test_stop_confirms_once_and_ends_follow_ups_for_good(wappi: WappiEmulator, s
     assert rows("SELECT opted_out FROM contacts WHERE phone = :phone", phone=phone)[0].opted_out is True
     customer_says(wappi, phone, stop_text)  # a second STOP gets no second confirmation
     run_poll()
-    time.sleep(2.0)
+    wait_idle()
     assert len(replies_to(wappi, phone)) == 1
     # A later question of their own is answered, but no follow-up chain ever starts.
     customer_says(wappi, phone, "Хотя скажите, сколько стоит медовик?")
@@ -157,7 +160,7 @@ def test_group_and_old_messages_are_recorded_not_answered(wappi: WappiEmulator, 
     customer_says(wappi, "77500000008", long_text)
     run_poll()
     long_reply = wait_for(lambda: replies_to(wappi, "77500000008"), message="the reply to the long message")
-    time.sleep(1.5)
+    wait_idle()
     assert replies_to(wappi, "77500000006") == [] and replies_to(wappi, "77500000007") == []
     old = rows("SELECT status FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE c.phone = '77500000007'")
     assert [row.status for row in old] == ["history"]
@@ -187,6 +190,8 @@ def test_a_worker_killed_mid_window_still_answers_once(clean: None, wappi: Wappi
         process.send_signal(signal.SIGKILL)
         process.wait()
         stack.workers.processes.pop("all")
+        with redis.Redis.from_url(stack.redis.url, decode_responses=True) as client:
+            held_by_the_dead = [str(tag) for tag in client.hkeys("unacked")]
         stack.workers.start("all2", concurrency=2)
 
         def answered() -> bool:
@@ -194,7 +199,13 @@ def test_a_worker_killed_mid_window_still_answers_once(clean: None, wappi: Wappi
             return bool(replies_to(wappi, "77500000009"))
 
         wait_for(answered, timeout=120, interval=2.0, message="the answer after the restart")
-        time.sleep(3.0)
+        # The dead worker's tasks come back only after the broker's visibility timeout (an hour):
+        # hand them back now, as the broker would, and let them run before counting.
+        with Connection(stack.redis.url) as connection:
+            qos = connection.default_channel.qos
+            for tag in held_by_the_dead:
+                qos.restore_by_tag(tag, leftmost=True)
+        wait_idle(stack.redis.url)
         assert len(replies_to(wappi, "77500000009")) == 1
     finally:
         stack.close()

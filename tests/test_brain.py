@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -80,7 +79,7 @@ def test_not_a_lead_is_stored_and_not_answered(wappi: WappiEmulator, gemini: Gem
     customer_says(wappi, "77100000002", "Предлагаем размещение рекламы в вашем аккаунте")
     run_poll()
     assert contact("77100000002").is_client is False
-    time.sleep(2.0)
+    wait_idle()
     assert replies_to(wappi, "77100000002") == []
     assert rows("SELECT status FROM messages WHERE direction = 'in'")[0].status == "ignored"
     # A later message from the same contact is not classified again and not answered.

@@ -88,3 +88,21 @@ def test_bad_arguments_are_named(wappi: WappiEmulator) -> None:
     assert dlq("replay").returncode != 0
 
 
+
+
+def test_intake_letters_are_not_replayed_and_say_why(wappi: WappiEmulator) -> None:
+    from db.session import session_scope
+    from pipeline.intake import record_rejected
+
+    run_poll()
+    profile_id = rows("SELECT id FROM profiles")[0].id
+    with session_scope() as session:
+        record_rejected(session, profile_id, "poll", {"id": "x" * 300, "body": "?"}, "id too long")
+    letter = rows("SELECT id FROM dead_letters WHERE task_name = 'intake.message'")[0]
+
+    every = dlq("replay", "--all")
+    assert every.returncode == 0, every.stderr
+    assert f"skipped dead letter {letter.id}" in every.stdout and "not a Celery task" in every.stdout
+    one = dlq("replay", str(letter.id))
+    assert one.returncode != 0 and "cannot be replayed" in one.stderr and "not a Celery task" in one.stderr
+    assert rows("SELECT replay_count FROM dead_letters")[0].replay_count == 0

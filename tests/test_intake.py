@@ -91,19 +91,62 @@ def test_a_late_message_after_our_reply_is_stored_once_and_answered_once(wappi: 
 
 
 @pytest.mark.usefixtures("workers", "clean")
-def test_a_late_message_written_long_ago_is_recorded_not_answered(wappi: WappiEmulator) -> None:
-    """STALE_AFTER counts from when the customer wrote: an answer an hour late does more harm than good."""
+def test_a_late_message_written_long_ago_is_answered_when_we_were_up(wappi: WappiEmulator) -> None:
+    """Written half an hour ago, before our previous poll, and delivered to Wappi only now: the
+    phone was offline, not we; it is answered (STALE_AFTER is for messages that came while we were down)."""
     phone = "77017000002"
     started_an_hour_ago()
     customer_says(wappi, phone, "Сколько стоит торт?")
     run_poll()
     wait_for(lambda: replies_to(wappi, phone), message="the first reply")
     poll_until_idle(2)
-    late = control(wappi, "late_message", phone=phone, text="А с доставкой?", written_ago=3600)["message_id"]
+    late = control(wappi, "late_message", phone=phone, text="А с доставкой?", written_ago=1800)["message_id"]
+    run_poll()
+    replies = wait_for(lambda: [r for r in replies_to(wappi, phone) if r["reply_to"] == late],
+                       message="the answer to the late message")
+    poll_until_idle(2)
+    assert len(replies) == 1 and len(replies_to(wappi, phone)) == 2
+    assert [tuple(r) for r in rows("SELECT status FROM messages WHERE provider_message_id = :id", id=late)] == [
+        ("answered",)]
+
+
+@pytest.mark.usefixtures("workers", "clean")
+def test_a_message_that_came_while_we_were_down_is_recorded_not_answered(wappi: WappiEmulator) -> None:
+    """Newer than our previous poll and older than STALE_AFTER: we were down; an answer that late
+    does more harm than good."""
+    from db.session import get_engine
+
+    phone = "77017000003"
+    started_an_hour_ago()
+    run_poll()
+    with get_engine().begin() as connection:  # our previous poll was 50 minutes ago: we were down since
+        connection.execute(sa.text("UPDATE profiles SET last_poll_at = now() - interval '50 minutes'"))
+    late = control(wappi, "late_message", phone=phone, text="А с доставкой?", written_ago=1800)["message_id"]
     poll_until_idle(2)
     assert [tuple(r) for r in rows("SELECT status FROM messages WHERE provider_message_id = :id", id=late)] == [
         ("history",)]
-    assert len(replies_to(wappi, phone)) == 1
+    assert replies_to(wappi, phone) == []
+
+
+def test_the_late_message_rule() -> None:
+    from pipeline.intake import LATE_CAP, _is_history
+
+    now = 1_000_000.0
+    previous_poll = now - 5
+
+    def history(written_ago: float, previous: float | None = previous_poll) -> bool:
+        message = parse_message({"id": "X", "type": "chat", "body": "Алло", "from": "77010000001@c.us",
+                                 "chatId": "77010000001@c.us", "time": int(now - written_ago)})
+        return _is_history(message, first_start=False, boundary=int(now - 10 * LATE_CAP), now=now,
+                           stale_after=600, previous_poll=previous)
+
+    assert not history(60)  # fresh
+    assert not history(1800)  # delivered late, we were up: answered
+    assert not history(LATE_CAP - 60)  # within the cap
+    assert history(LATE_CAP + 60)  # over the cap: recorded only
+    assert history(1800, previous=now - 3600)  # came while we were down: recorded only
+    assert not history(300, previous=now - 3600)  # down, but fresh: answered
+    assert history(1800, previous=None)  # no previous poll known: the old rule
 
 
 # -- item 5: poison messages -------------------------------------------------------------------

@@ -63,9 +63,11 @@ def test_customer_message_is_answered_once(wappi: WappiEmulator, gemini: GeminiE
     assert [call["model"] for call in gemini.requests_log()] == ["gemini-3.5-flash-lite", "gemini-3.8-flash"]
 
     # Polling again sends nothing more, and sees our own reply without answering it.
+    from tests.idle import wait_idle  # here: tests.idle imports this module
+
     for _ in range(3):
         run_poll()
-    time.sleep(1.0)
+    wait_idle()
     assert len(replies_to(wappi, "77011234567")) == 1
     assert len(gemini.requests_log()) == 2
     assert rows("SELECT count(*) FROM messages")[0][0] == 2
@@ -98,8 +100,11 @@ def test_messages_already_there_at_first_start_are_recorded_not_answered(
     # The same customer writes again after the start: only the new message is answered.
     customer_says(wappi, "77044444444", "А теперь ответьте, пожалуйста: сколько стоит торт?")
     run_poll()
-    replies = wait_for(lambda: replies_to(wappi, "77044444444"), message="the reply to the new message")
-    time.sleep(1.0)
+    wait_for(lambda: replies_to(wappi, "77044444444"), message="the reply to the new message")
+    from tests.idle import wait_idle  # here: tests.idle imports this module
+
+    wait_idle()
+    replies = replies_to(wappi, "77044444444")
     assert len(replies) == 1 and "ответьте" in replies[0]["body"]
     assert replies_to(wappi, "77033333333") == []
     assert len(gemini.requests_log()) == 2  # classify and respond, for the new message only

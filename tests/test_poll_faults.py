@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
 
 from emulators.wappi import WappiEmulator
+from pipeline.intake import PollResult
 from tests.conftest import PROFILE_ID, run_poll, wait_for
 from tests.idle import wait_idle
 from tests.test_pipeline import customer_says, first_start, replies_to, rows
@@ -106,3 +108,58 @@ def test_a_chat_that_always_fails_never_freezes_the_poll(wappi: WappiEmulator,
     _ok, checks = health(session_scope, get_redis(), lambda _pid: client.get_status(),
                          poll_interval=settings.poll_interval, redbeat_prefix=redbeat_key_prefix)
     assert checks[f"chats:{PROFILE_ID}"]["ok"]
+
+
+def _in_process_poll(wappi: WappiEmulator) -> Callable[..., PollResult]:
+    """The poll function the task runs, in-process, with `now` under the test's control."""
+    from clients.wappi import build_client
+    from db.session import session_scope
+    from pipeline.intake import ensure_profile, poll_profile
+    from settings import get_settings
+    from tasks.chains import start_conversations
+
+    settings = get_settings()
+    client = build_client(settings.wappi_base_url, settings.wappi_token, PROFILE_ID, timeout=3)
+    with session_scope() as session:
+        profile_id = ensure_profile(session, settings).id
+
+    def poll(now: float | None = None) -> PollResult:
+        return poll_profile(session_scope, client, profile_id, start_conversations, now=now)
+    return poll
+
+
+def test_a_download_body_in_a_history_answer_loses_no_customer_message(wappi: WappiEmulator) -> None:
+    """A messages/get answer that is a media/download body is crossed, never an empty page: the
+    chat's cursor stays, the chat is read again, and the customer is answered once."""
+    poll = _in_process_poll(wappi)
+    poll()  # the first start
+    phone = "77018000011"
+    said = customer_says(wappi, phone, "Здравствуйте, торт на завтра можно?")
+    chat_faults(wappi, cross_next=2, cross_kind="media")  # both tries of the client's retry are crossed
+    poll()
+    assert requests.get(f"{wappi.url}/_emulator/chat_faults", timeout=5).json()["crossed"] == 2
+    assert rows("SELECT count(*) FROM messages WHERE provider_message_id = :id", id=said)[0][0] == 0
+    poll(now=time.time() + 60)  # the chat's retry is due
+    replies = wait_for(lambda: replies_to(wappi, phone), timeout=30, message="the reply")
+    poll(now=time.time() + 120)
+    wait_idle()
+    assert [r["reply_to"] for r in replies_to(wappi, phone)] == [said] == [r["reply_to"] for r in replies]
+    assert [tuple(r) for r in rows("SELECT status FROM messages WHERE provider_message_id = :id", id=said)] == [
+        ("answered",)]
+
+
+def test_an_error_outside_one_message_costs_only_its_chat(wappi: WappiEmulator) -> None:
+    """A chat whose contact row cannot be written (here an unread count PostgreSQL's integer
+    refuses) is recorded as failing; the other chats of the same poll are answered."""
+    poll = _in_process_poll(wappi)
+    poll()  # the first start
+    other, broken = "77018000021", "77018000022"
+    other_said = customer_says(wappi, other, "Сколько стоит доставка?")
+    customer_says(wappi, broken, "А у меня странный чат")  # newer: read first
+    chat_faults(wappi, dialog_overrides={broken: {"unread_count": 2 ** 40}})
+    result = poll()
+    assert result.chats_failed == 1
+    replies = wait_for(lambda: replies_to(wappi, other), timeout=30, message="the other chat's reply")
+    assert [r["reply_to"] for r in replies] == [other_said]
+    failures = rows("SELECT chat_id, failures, error FROM chat_poll_failures")
+    assert [(r[0], r[1]) for r in failures] == [(f"{broken}@c.us", 1)] and "DataError" in failures[0][2]

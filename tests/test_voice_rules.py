@@ -63,3 +63,13 @@ def test_stored_failure_text_is_masked_like_logs() -> None:
     assert "77011234567" not in masked and "*******4567@c.us" in masked
     assert "abcd1234efgh" not in masked and "AIzaSecret42" not in masked and "rawsecret" not in masked
     assert masked.startswith("Wappi 400 for") and "token=***" in masked
+
+
+def test_a_history_body_in_a_download_answer_is_crossed_not_a_missing_file(emulator: WappiEmulator,
+                                                                            client: WappiClient) -> None:
+    mine = emulator.customer_message(PROFILE, "77010000002", type="ptt", media=AUDIO, media_shape="b64")
+    emulator.set_media_faults({"cross_next": 1, "cross_kind": "messages"})  # dropped, asked again
+    assert client.download_media(mine["message_id"]).data == AUDIO
+    emulator.set_media_faults({"cross_next": 2, "cross_kind": "messages"})  # both tries crossed: transient
+    with pytest.raises(WappiMediaMismatchError):
+        client.download_media(mine["message_id"])

@@ -201,3 +201,13 @@ def test_unreadable_history_items_are_set_aside(emulator: WappiEmulator, client:
     page = client.get_messages_page("77011234567@c.us")
     assert [m.id for m in page.messages] == [good["message_id"]]
     assert len(page.rejected) == 1 and "without an id" in page.rejected[0][1]
+
+
+def test_a_download_body_in_a_history_answer_is_crossed_not_an_empty_page(emulator: WappiEmulator,
+                                                                            client: WappiClient) -> None:
+    mine = control(emulator, "customer_message", {"profile_id": PROFILE, "phone": "77011234567", "text": "Моё"})
+    control(emulator, "chat_faults", {"cross_next": 1, "cross_kind": "media"})  # dropped, asked again
+    assert [m.id for m in client.get_messages("77011234567@c.us")] == [mine["message_id"]]
+    control(emulator, "chat_faults", {"cross_next": 2, "cross_kind": "media"})  # both tries crossed
+    with pytest.raises(WappiCrossedResponseError):
+        client.get_messages("77011234567@c.us")

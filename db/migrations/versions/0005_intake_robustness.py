@@ -1,4 +1,4 @@
-"""intake robustness (poll): a chat's last seen unread count, and chats whose history fails
+"""intake robustness: a chat's last seen unread count, and chats whose history fails
 
 Revision ID: 0005
 Revises: 0004

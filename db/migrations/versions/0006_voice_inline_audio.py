@@ -1,4 +1,4 @@
-"""voice inline audio (voice): what Wappi said about each voice note's file, and its inline audio
+"""voice inline audio: what Wappi said about each voice note's file, and its inline audio
 
 Revision ID: 0006
 Revises: 0005

@@ -1,4 +1,4 @@
-"""delivery reconciliation (delivery)
+"""delivery reconciliation: an outbox row's history anchor and next check, a profile's down reason
 
 Revision ID: 0007
 Revises: 0006
