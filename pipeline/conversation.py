@@ -100,10 +100,15 @@ def opt_out_contact(session: Session, contact: Contact, message: Message, opt_ou
     contact.opted_out = True
     contact.awaiting_follow_up = False
     stop_follow_ups(session, contact.id, "opted_out")
-    key = f"opt-out:{contact.id}"
+    return queue_notice(session, message, f"opt-out:{contact.id}", opt_out_text)
+
+
+def queue_notice(session: Session, message: Message, key: str, text: str) -> int | None:
+    """One notice to the customer (not a model reply), quoting `message`; `key` keeps it to one.
+    Returns its outbox id while it is still pending (None once sent)."""
     insert_ignore(session, Outbox, {
-        "profile_id": contact.profile_id, "contact_id": contact.id, "idempotency_key": key,
-        "kind": "notice", "body": opt_out_text, "reply_to_provider_id": message.provider_message_id,
+        "profile_id": message.profile_id, "contact_id": message.contact_id, "idempotency_key": key,
+        "kind": "notice", "body": text, "reply_to_provider_id": message.provider_message_id,
         "source_message_id": message.id, "status": "pending",
     }, ["idempotency_key"])
     return session.scalar(select(Outbox.id).where(Outbox.idempotency_key == key, Outbox.status == "pending"))

@@ -373,12 +373,6 @@ def poll_profile(sessions: Callable[[], AbstractContextManager[Session]], wappi:
                       chats_failed=failed)
 
 
-def stranded_messages(session: Session, older_than: datetime, limit: int = 100) -> list[int]:
-    """Customer messages stored but never picked up (a crash between commit and enqueue)."""
-    return list(session.scalars(select(Message.id).where(
-        Message.status == "received", Message.created_at < older_than).order_by(Message.id).limit(limit)))
-
-
 def overdue_bursts(session: Session, before: datetime, limit: int = 100) -> list[int]:
     """The newest waiting message of each burst whose timer should have fired before `before`
     (its worker died mid-window). Clears the timers it returns."""

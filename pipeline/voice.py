@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from clients.wappi import Media, MediaRef, WappiClient, WappiMessage, inline_voice, media_ref
-from db.models import Message, Outbox, VoiceMedia
-from db.session import insert_ignore
+from db.models import Message, VoiceMedia
+from pipeline.conversation import queue_notice
 
 if TYPE_CHECKING:  # the web process stores inline audio without loading the model SDK
     from clients.gemini import Answer, GeminiClient
@@ -144,13 +144,8 @@ def burst_carrier(session: Session, contact_id: int, up_to: int) -> int | None:
 def ask_to_write(session: Session, message: Message, text: str) -> int | None:
     """One polite message asking the customer to write instead, quoting this voice note; the key
     keeps it to one per note. The note is marked failed: it is not answered, nor swept up again."""
-    key = f"voice-fallback:{message.id}"
-    insert_ignore(session, Outbox, {
-        "profile_id": message.profile_id, "contact_id": message.contact_id, "idempotency_key": key,
-        "kind": "notice", "body": text, "reply_to_provider_id": message.provider_message_id,
-        "source_message_id": message.id, "status": "pending",
-    }, ["idempotency_key"])
+    outbox_id = queue_notice(session, message, f"voice-fallback:{message.id}", text)
     session.execute(update(Message).where(Message.id == message.id, Message.status.in_(("received", "failed")))
                     .values(status="failed"))
     drop_audio(session, message.id)
-    return session.scalar(select(Outbox.id).where(Outbox.idempotency_key == key, Outbox.status == "pending"))
+    return outbox_id
