@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint eval clean
 
 $(STAMP): pyproject.toml
-	bash scripts/bootstrap.sh "$(PYTHON)"
+	@bash scripts/bootstrap.sh "$(PYTHON)"
 
+# `make demo DEMO_ARGS=--keep` keeps the stack running after the conversation, until Ctrl-C.
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	@$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 test: $(STAMP)
 	bash scripts/test.sh

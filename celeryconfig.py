@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from kombu import Queue
 
 from settings import get_settings
 
 _settings = get_settings()
 
-# The pipeline's stages, each on its own queue so each scales and fails on its own.
-QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "followup")
-
-# Stage -> (queue, rate limit per worker, soft time limit s, hard time limit s). The per-worker rate
-# limits protect the model quota; the global Wappi send limit is a Redis token bucket (tasks/send.py).
+# Stage -> (queue, rate limit per worker, soft time limit s, hard time limit s), in pipeline order.
+# Each stage has its own queue so each scales and fails on its own; the per-worker rate limits
+# protect the model quota; the global Wappi send limit is a Redis token bucket (pipeline/send.py).
 STAGES: dict[str, tuple[str, str | None, int, int]] = {
     "pipeline.poll": ("poll", None, 50, 60),
     "pipeline.recover": ("poll", None, 50, 60),
     "pipeline.ingest": ("ingest", None, 20, 30),
+    "pipeline.transcribe": ("transcribe", _settings.model_rate_limit, 150, 180),
     "pipeline.classify": ("classify", _settings.model_rate_limit, 90, 120),
     "pipeline.respond": ("respond", _settings.model_rate_limit, 150, 180),
     "pipeline.send": ("send", None, 40, 60),
-    "pipeline.transcribe": ("transcribe", _settings.model_rate_limit, 150, 180),
     "pipeline.followup_sweep": ("followup", None, 50, 60),
     "pipeline.follow_up": ("followup", _settings.model_rate_limit, 90, 120),
 }
+# Every queue a worker may consume, derived from the stages (the Procfile and compose file match it:
+# tests check).
+QUEUES: tuple[str, ...] = tuple(dict.fromkeys(queue for queue, _, _, _ in STAGES.values()))
+
+
+def hard_limit(task_name: str) -> int:
+    """A task's hard time limit in seconds: locks held while it runs are sized from it."""
+    return STAGES[task_name][3]
+
 
 # Delays longer than this are database rows read by a sweep, never countdowns (tasks.base caps them).
 MAX_COUNTDOWN = 600
+
+
+def retry_path(task_name: str, attempts: int) -> timedelta:
+    """The longest one task can keep its work without failing for good: every attempt runs to its
+    hard time limit, and every countdown between attempts is the longest one (a server's retry
+    hint, such as Gemini's retryDelay, is a floor of the backoff; MAX_COUNTDOWN caps it)."""
+    return timedelta(seconds=attempts * hard_limit(task_name) + (attempts - 1) * MAX_COUNTDOWN)
+
 LONGEST_TASK = max(hard for _, _, _, hard in STAGES.values())
 VISIBILITY_TIMEOUT = 3600
 assert VISIBILITY_TIMEOUT > MAX_COUNTDOWN + LONGEST_TASK

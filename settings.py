@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from domain.phones import normalize_phone
+
 ROOT = Path(__file__).resolve().parent
+# A PostgreSQL on this host, as REDIS_URL's default is a Redis on it (`make demo` runs an embedded one).
+DEFAULT_DATABASE_URL = "postgresql+psycopg2://assistant@127.0.0.1:5432/assistant"
 PROFILE_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}$")
 
 
@@ -44,6 +48,13 @@ def _url(raw: str) -> str:
     value = raw.strip().rstrip("/")
     if not re.match(r"^https?://[^\s/]+", value):
         raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _postgres_url(raw: str) -> str:
+    value = raw.strip()
+    if not re.match(r"^postgresql(\+\w+)?://", value):
+        raise ValueError("must be a PostgreSQL URL, e.g. postgresql+psycopg2://user:password@host:5432/name")
     return value
 
 
@@ -115,8 +126,6 @@ def _intervals(raw: str) -> tuple[int, ...]:
 
 
 def _phone_list(raw: str) -> tuple[str, ...]:
-    from domain.phones import normalize_phone
-
     phones = tuple(normalize_phone(item) for item in raw.split(",") if item.strip())
     bad = [phone for phone in phones if not phone.isdigit() or len(phone) < 7]
     if bad:
@@ -182,8 +191,8 @@ class Settings:
     gemini_timeout_ms: int = _setting("GEMINI_TIMEOUT_MS", _positive_int, 60_000,
                                       help="milliseconds before a Gemini call is abandoned")
     # Storage
-    database_url: str = _setting("DATABASE_URL", _text, "",
-                                 help="SQLAlchemy URL; empty means an embedded SQLite file in var/")
+    database_url: str = _setting("DATABASE_URL", _postgres_url, DEFAULT_DATABASE_URL,
+                                 help="SQLAlchemy URL of the PostgreSQL database")
     redis_url: str = _setting("REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0",
                               help="Redis for the Celery broker, locks and limits")
     redbeat_redis_url: str = _setting("REDBEAT_REDIS_URL", _redis_url, "",
@@ -265,12 +274,6 @@ class Settings:
     log_dir: str = _setting("LOG_DIR", _text, "",
                             help="folder for a daily JSON log file kept 30 days; empty logs to stderr only")
     log_level: str = _setting("LOG_LEVEL", _log_level, "INFO", help="DEBUG, INFO, WARNING or ERROR")
-    var_dir: str = _setting("VAR_DIR", _text, str(ROOT / "var"),
-                            help="folder for the SQLite file and other local state")
-
-    @property
-    def effective_database_url(self) -> str:
-        return _database_url(self.database_url, self.var_dir)
 
     @property
     def effective_redbeat_url(self) -> str:
@@ -315,15 +318,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def _database_url(database_url: str, var_dir: str) -> str:
-    return database_url or f"sqlite:///{Path(var_dir) / 'assistant.db'}"
-
-
 def database_url_only(environ: Mapping[str, str] | None = None) -> str:
     """The database URL alone, for migrations: they need no Wappi or Gemini keys."""
     env = os.environ if environ is None else environ
-    return _database_url((env.get("DATABASE_URL") or "").strip(),
-                         (env.get("VAR_DIR") or "").strip() or str(ROOT / "var"))
+    raw = (env.get("DATABASE_URL") or "").strip()
+    if not raw:
+        return DEFAULT_DATABASE_URL
+    try:
+        return _postgres_url(raw)
+    except ValueError as exc:
+        raise SettingsError(f"configuration error: DATABASE_URL is invalid: {exc}") from None
 
 
 def kb_dir_only(environ: Mapping[str, str] | None = None) -> Path:

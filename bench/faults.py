@@ -23,9 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import KEY, PG_ADMIN, PROFILE_ID, ROOT, TOKEN
-
-DATABASE_URL = PG_ADMIN.rsplit("/", 1)[0] + "/assistant_bench"
+from common import KEY, PG_ADMIN, PROFILE_ID, TOKEN
 
 
 def main() -> int:
@@ -40,43 +38,28 @@ def main() -> int:
 
     import requests
     import sqlalchemy as sa
-    from celery import Celery
 
-    from emulators.gemini import GeminiEmulator
-    from emulators.wappi import WappiEmulator
-    from harness import PrivateRedis, WorkerPool, wait_for
+    from devstack import Stack, wait_for
 
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text('DROP DATABASE IF EXISTS "assistant_bench" WITH (FORCE)'))
-        connection.execute(sa.text('CREATE DATABASE "assistant_bench"'))
-    admin.dispose()
-
-    work = Path(tempfile.mkdtemp(prefix="faults-bench-"))
-    wappi = WappiEmulator(token=TOKEN, profile_ids=(PROFILE_ID,)).start()
-    gemini = GeminiEmulator(api_key=KEY).start()
-    redis_server = PrivateRedis(work / "redis").start()
-    env = {**os.environ, "WAPPI_TOKEN": TOKEN, "WAPPI_PROFILE_ID": PROFILE_ID, "WAPPI_BASE_URL": wappi.url,
-           "WAPPI_TIMEOUT": "3", "GEMINI_API_KEY": KEY, "GEMINI_BASE_URL": gemini.url,
-           "GEMINI_TIMEOUT_MS": "5000", "DATABASE_URL": DATABASE_URL, "REDIS_URL": redis_server.url,
-           "SEND_RATE_PER_MINUTE": "6000", "SEND_BURST": "100", "SEND_CHAT_GAP_MIN": "0",
-           "SEND_CHAT_GAP_MAX": "0", "TASK_MAX_ATTEMPTS": "8", "LOG_LEVEL": "WARNING"}
-    import subprocess
-
-    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
-    engine = sa.create_engine(DATABASE_URL)
+    stack = Stack(Path(tempfile.mkdtemp(prefix="faults-bench-")), {
+        **os.environ, "WAPPI_TIMEOUT": "3", "GEMINI_TIMEOUT_MS": "5000", "SEND_RATE_PER_MINUTE": "6000",
+        "SEND_BURST": "100", "SEND_CHAT_GAP_MIN": "0", "SEND_CHAT_GAP_MAX": "0", "TASK_MAX_ATTEMPTS": "8",
+        "LOG_LEVEL": "WARNING"})
+    wappi, gemini = stack.start_emulators(TOKEN, PROFILE_ID, KEY)
+    redis_server = stack.start_redis(durable=True)  # it restarts half-way and must keep the queues
+    engine = sa.create_engine(stack.create_database(PG_ADMIN, "assistant_bench"))
+    stack.migrate(knowledge_base=False)
 
     def rows(query: str) -> list[sa.Row[tuple[object, ...]]]:
         with engine.connect() as connection:
             return list(connection.execute(sa.text(query)).all())
 
-    workers = WorkerPool(work, env)
+    workers = stack.workers
     layout = {"poll": "poll", "ingest": "ingest,transcribe", "classify": "classify", "respond": "respond",
               "send": "send"}
     for name, queues in layout.items():
         workers.start(name, queues, concurrency=2)
-    app = Celery(broker=redis_server.url, set_as_current=False)
+    app = stack.app
     running = threading.Event()
     running.set()
 
@@ -163,10 +146,7 @@ def main() -> int:
         replied = sum(1 for count in per_phone.values() if count >= 1)
         duplicates = sum(count - 1 for count in per_phone.values() if count > 1)
         lost = args.conversations - replied - failed
-        workers.stop_all()
-        redis_server.stop()
-        wappi.stop()
-        gemini.stop()
+        stack.close()
     print(json.dumps({"conversations": args.conversations, "replies": replied, "duplicates": duplicates,
                       "dead_letters": dead_letters, "lost": lost, "seconds": round(seconds, 1),
                       "faults": {"worker_kills": len(applied["kills"]), "kill_times": applied["kills"],

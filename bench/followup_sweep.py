@@ -42,9 +42,15 @@ def main() -> None:
                 "CASE WHEN id <= :due THEN now() - interval '1 minute' ELSE now() + interval '3 days' END, "
                 "now(), now() FROM contacts"), {"due": DUE})
             connection.execute(sa.text("ANALYZE"))
-        from tasks.followup import sweep_once
+        from db.session import session_scope
+        from pipeline.followup import sweep_once as sweep_in
+        from settings import get_settings
 
-        app = bench.celery()
+        def sweep_once(now: datetime) -> list[tuple[int, int]]:
+            with session_scope() as session:
+                return sweep_in(session, now, get_settings())
+
+        app = bench.app
         started = time.perf_counter()
         claimed = sweep_once(now)
         claim_seconds = time.perf_counter() - started

@@ -16,7 +16,8 @@ from common import PROFILE_ID, Bench, machine
 def poll_ms(bench: Bench, chats: int) -> tuple[float, int]:
     from clients.wappi import build_client
     from db.session import dispose_engine, session_scope
-    from pipeline.intake import ensure_profile, poll_profile
+    from pipeline.poll import poll_profile
+    from pipeline.profiles import ensure_profile
     from settings import get_settings, reset_settings_cache
 
     reset_settings_cache()

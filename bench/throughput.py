@@ -23,7 +23,7 @@ def floor(bench: Bench, count: int, concurrency: int) -> float:
     from celery import chain
 
     env = {**bench.env, "PYTHONPATH": str(Path(__file__).parent)}
-    log = (bench.work / "floor.log").open("wb")
+    log = (bench.work_dir / "floor.log").open("wb")
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "floor_app", "worker", "-c", str(concurrency),
                                "-n", "floor@%h", "--without-mingle", "--without-gossip", "-l", "WARNING"],
                               cwd=Path(__file__).parent, env=env, stdout=log, stderr=subprocess.STDOUT)

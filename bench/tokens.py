@@ -22,7 +22,7 @@ def main() -> None:
     from kb.chunking import estimate_tokens
     from kb.index import build_index
     from kb.sample import build_pdf
-    from pipeline.conversation import reply_context
+    from pipeline.respond import reply_context
     from settings import get_settings
 
     bench = Bench("assistant_bench_tokens")

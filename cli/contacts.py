@@ -9,12 +9,15 @@ import click
 from sqlalchemy import delete, select
 
 from cli.dlq import _app
+from db.models import Contact, WhitelistEntry
+from db.session import session_scope
+from domain.phones import normalize_phone
+from pipeline.contacts import add_to_whitelist
+from pipeline.profiles import ensure_profile
+from settings import get_settings
 
 
 def _profile_id(session: Any) -> int:
-    from pipeline.intake import ensure_profile
-    from settings import get_settings
-
     return ensure_profile(session, get_settings()).id
 
 
@@ -29,9 +32,6 @@ def contacts(ctx: click.Context, **_preload: Any) -> None:
 @click.pass_context
 def paused(ctx: click.Context) -> None:
     """List contacts the bot is not answering now, and until when."""
-    from db.models import Contact
-    from db.session import session_scope
-
     _app(ctx)
     with session_scope() as session:
         rows = list(session.scalars(select(Contact).where(Contact.paused_until > datetime.now(UTC))
@@ -49,10 +49,6 @@ def paused(ctx: click.Context) -> None:
 @click.pass_context
 def resume(ctx: click.Context, phone: str) -> None:
     """Let the bot answer PHONE again now."""
-    from db.models import Contact
-    from db.session import session_scope
-    from domain.phones import normalize_phone
-
     _app(ctx)
     with session_scope() as session:
         contact = session.scalar(select(Contact).where(Contact.profile_id == _profile_id(session),
@@ -73,9 +69,6 @@ def whitelist(ctx: click.Context, **_preload: Any) -> None:
 @whitelist.command("list")
 @click.pass_context
 def whitelist_list(ctx: click.Context) -> None:
-    from db.models import WhitelistEntry
-    from db.session import session_scope
-
     _app(ctx)
     with session_scope() as session:
         rows = list(session.scalars(select(WhitelistEntry).where(WhitelistEntry.profile_id == _profile_id(session))
@@ -92,10 +85,6 @@ def whitelist_list(ctx: click.Context) -> None:
 @click.pass_context
 def whitelist_add(ctx: click.Context, phone: str, note: str) -> None:
     """Add PHONE in any notation: +7 701 123-45-67, 87011234567, 77011234567@c.us."""
-    from db.session import session_scope
-    from domain.phones import normalize_phone
-    from pipeline.contacts import add_to_whitelist
-
     _app(ctx)
     number = normalize_phone(phone)
     if not number.isdigit() or len(number) < 7:
@@ -109,10 +98,6 @@ def whitelist_add(ctx: click.Context, phone: str, note: str) -> None:
 @click.argument("phone")
 @click.pass_context
 def whitelist_remove(ctx: click.Context, phone: str) -> None:
-    from db.models import WhitelistEntry
-    from db.session import session_scope
-    from domain.phones import normalize_phone
-
     _app(ctx)
     number = normalize_phone(phone)
     with session_scope() as session:

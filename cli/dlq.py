@@ -14,6 +14,11 @@ from typing import Any
 import click
 from sqlalchemy import delete, select, update
 
+from db.models import DeadLetter
+from db.session import session_scope
+from infra.logging import mask_text
+from pipeline.inbound import REJECTED_TASK
+
 DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -52,10 +57,6 @@ def dlq(ctx: click.Context, **_preload: Any) -> None:
 @click.pass_context
 def list_(ctx: click.Context, task_name: str | None, since: str | None, limit: int) -> None:
     """List dead letters, newest first."""
-    from db.models import DeadLetter
-    from db.session import session_scope
-    from infra.logging import mask_text
-
     _app(ctx)
     query = select(DeadLetter).order_by(DeadLetter.last_failed_at.desc(), DeadLetter.id.desc()).limit(limit)
     if task_name:
@@ -79,10 +80,6 @@ def list_(ctx: click.Context, task_name: str | None, since: str | None, limit: i
 @click.pass_context
 def show(ctx: click.Context, dead_letter_id: int) -> None:
     """Everything stored about one dead letter, traceback included (masked like logs)."""
-    from db.models import DeadLetter
-    from db.session import session_scope
-    from infra.logging import mask_text
-
     _app(ctx)
     with session_scope() as session:
         row = session.get(DeadLetter, dead_letter_id)
@@ -110,8 +107,6 @@ def replay(ctx: click.Context, dead_letter_id: int | None, replay_all: bool, tas
 
     Every stage is idempotent and keyed by the same ids, so a second replay sends nothing twice.
     """
-    from db.models import DeadLetter
-    from db.session import session_scope
 
     app = _app(ctx)
     if (dead_letter_id is None) == (not replay_all):
@@ -149,8 +144,6 @@ def replay(ctx: click.Context, dead_letter_id: int | None, replay_all: bool, tas
 
 
 def _not_replayable(task_name: str) -> str:
-    from pipeline.intake import REJECTED_TASK
-
     if task_name == REJECTED_TASK:
         return ("not a Celery task: a message the poll or webhook could not read or store; its masked "
                 "payload is kept for inspection (`dlq show`), there is nothing to re-run")
@@ -163,9 +156,6 @@ def _not_replayable(task_name: str) -> str:
 @click.pass_context
 def purge(ctx: click.Context, dead_letter_id: int | None, older_than: str | None) -> None:
     """Delete one dead letter, or all that last failed before a moment."""
-    from db.models import DeadLetter
-    from db.session import session_scope
-
     _app(ctx)
     if (dead_letter_id is None) == (older_than is None):
         raise click.UsageError("give one dead-letter ID or --older-than")

@@ -6,6 +6,7 @@ retried after the server's `retryDelay`, which only Celery can wait for without 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -53,6 +54,17 @@ class Answer:
     text: str
     usage: Usage
     model: str
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """The JSON object a structured answer holds; a ValueError says what is wrong instead."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not JSON: {text[:80]!r}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
 
 
 def retry_delay_seconds(exc: errors.APIError) -> float | None:

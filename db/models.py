@@ -1,4 +1,7 @@
-"""SQLAlchemy 2.x models: the pipeline's durable state, shared by PostgreSQL and SQLite."""
+"""SQLAlchemy 2.x models: the pipeline's durable state in PostgreSQL.
+
+Every status column holds a `domain.states` enum's value; a CHECK constraint (migration 0009) keeps
+it so, and the enum module says which moves between them are allowed."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -24,13 +28,26 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domain.states import (
+    Author,
+    CallStatus,
+    Direction,
+    FollowUpStatus,
+    MessageStatus,
+    OutboxKind,
+    OutboxStatus,
+    StopReason,
+    UsagePurpose,
+    check_in,
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset otherwise)."""
+    """Timezone-aware UTC datetimes; a naive datetime is a bug, refused."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -78,7 +95,7 @@ class Contact(Base):
         UniqueConstraint("profile_id", "phone", name="uq_contacts_profile_phone"),
         # The follow-up sweep's "who went silent after our reply" query reads only this index.
         Index("ix_contacts_awaiting_follow_up", "last_message_at",
-              postgresql_where=text("awaiting_follow_up"), sqlite_where=text("awaiting_follow_up")),
+              postgresql_where=text("awaiting_follow_up")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -122,21 +139,23 @@ class Message(Base):
         UniqueConstraint("profile_id", "provider_message_id", name="uq_messages_profile_provider_id"),
         Index("ix_messages_contact_time", "contact_id", "sent_at"),
         Index("ix_messages_status_created", "status", "created_at"),
+        CheckConstraint(check_in("status", MessageStatus), name="ck_messages_status"),
+        CheckConstraint(check_in("direction", Direction), name="ck_messages_direction"),
+        CheckConstraint(check_in("author", Author), name="ck_messages_author"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     provider_message_id: Mapped[str] = mapped_column(String(128))
-    direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"
-    # customer | bot (sent by this pipeline) | phone (typed by a human on the business phone)
-    author: Mapped[str] = mapped_column(String(10))
+    direction: Mapped[str] = mapped_column(String(3))  # Direction
+    author: Mapped[str] = mapped_column(String(10))  # Author
     type: Mapped[str] = mapped_column(String(32), default="chat")
     text: Mapped[str] = mapped_column(Text, default="")
     is_voice: Mapped[bool] = mapped_column(Boolean, default=False)
     transcription: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # Inbound life cycle: received -> answered | skipped | failed; history = recorded, never answered.
-    status: Mapped[str] = mapped_column(String(16), default="received")
+    # MessageStatus; its moves are domain.states.MESSAGE_TRANSITIONS.
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.RECEIVED)
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # While `received`: when its chain's next stage run is due (stamped at each stage start and at
@@ -160,19 +179,23 @@ class VoiceMedia(Base):
 
 class Outbox(Base):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_created", "status", "created_at"),
+        CheckConstraint(check_in("status", OutboxStatus), name="ck_outbox_status"),
+        CheckConstraint(check_in("kind", OutboxKind), name="ck_outbox_kind"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
-    kind: Mapped[str] = mapped_column(String(20), default="reply")
+    kind: Mapped[str] = mapped_column(String(20), default=OutboxKind.REPLY)  # OutboxKind
     body: Mapped[str] = mapped_column(Text)
     reply_to_provider_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     source_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), nullable=True)
-    # pending|sending|sent|failed|cancelled (a touch no longer wanted at send time)
-    status: Mapped[str] = mapped_column(String(10), default="pending")
+    # OutboxStatus; its moves are domain.states.OUTBOX_TRANSITIONS.
+    status: Mapped[str] = mapped_column(String(10), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Wappi's unix time of the newest chat message known before the first send: a delivered copy
     # of this row is at or after it (reconciliation never compares Wappi's clock with ours).
@@ -223,12 +246,16 @@ class FollowUp(Base):
     __table_args__ = (
         Index("ix_follow_ups_due", "status", "next_touch_at"),
         Index("uq_follow_ups_active_contact", "contact_id", unique=True,
-              postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'")),
+              postgresql_where=text("status = 'active'")),
+        CheckConstraint(check_in("status", FollowUpStatus), name="ck_follow_ups_status"),
+        CheckConstraint(f"stop_reason IS NULL OR {check_in('stop_reason', StopReason)}",
+                        name="ck_follow_ups_stop_reason"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(12), default="active")  # active|stopped|completed
+    # FollowUpStatus (its moves: domain.states.FOLLOW_UP_TRANSITIONS); stop_reason a StopReason.
+    status: Mapped[str] = mapped_column(String(12), default=FollowUpStatus.ACTIVE)
     touch_number: Mapped[int] = mapped_column(Integer, default=0)  # touches already sent
     # The bot message whose silence the chain follows up; touches are timed from it.
     anchor_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -243,12 +270,13 @@ class FollowUp(Base):
 
 class ScheduledCall(Base):
     __tablename__ = "scheduled_calls"
+    __table_args__ = (CheckConstraint(check_in("status", CallStatus), name="ck_scheduled_calls_status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     scheduled_at: Mapped[datetime] = mapped_column(index=True)
     timezone: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(12), default="booked")
+    status: Mapped[str] = mapped_column(String(12), default=CallStatus.BOOKED)
     notes: Mapped[str] = mapped_column(Text, default="")
     source_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), nullable=True, unique=True)
@@ -276,9 +304,10 @@ class DeadLetter(Base):
 
 class ModelUsage(Base):
     __tablename__ = "model_usage"
+    __table_args__ = (CheckConstraint(check_in("purpose", UsagePurpose), name="ck_model_usage_purpose"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    purpose: Mapped[str] = mapped_column(String(20))  # reply | classify | transcribe | follow_up
+    purpose: Mapped[str] = mapped_column(String(20))  # UsagePurpose
     model: Mapped[str] = mapped_column(String(100))
     contact_id: Mapped[int | None] = mapped_column(
         ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True)

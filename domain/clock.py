@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from domain.working_hours import DAY_NAMES
+
 MONTHS_GENITIVE = ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
                    "сентября", "октября", "ноября", "декабря")
 ZONE_NAMES = {"Asia/Almaty": "время Астаны", "Europe/Moscow": "московское время"}
@@ -19,7 +21,5 @@ def human_datetime(moment: datetime, timezone: str) -> str:
 
 def human_slot(moment: datetime, timezone: str) -> str:
     """`понедельник, 24 ноября, 10:00`."""
-    from domain.working_hours import DAY_NAMES
-
     local = moment.astimezone(ZoneInfo(timezone))
     return f"{DAY_NAMES[local.weekday()]}, {local.day} {MONTHS_GENITIVE[local.month - 1]}, {local:%H:%M}"

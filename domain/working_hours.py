@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:  # the type only: domain modules read no environment
+    from settings import Settings
 
 DAY_NAMES = ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье")
 SHORT_DAYS = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
@@ -17,6 +21,12 @@ class WorkingHours:
     start_minute: int  # minutes after midnight
     end_minute: int
     call_minutes: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkingHours:
+        start, end = settings.working_hours
+        return cls(timezone=settings.timezone, days=settings.working_days, start_minute=start,
+                   end_minute=end, call_minutes=settings.call_minutes)
 
     @property
     def zone(self) -> ZoneInfo:

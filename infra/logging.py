@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from settings import get_settings
+
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_context", default=None)
 PHONE = re.compile(r"(?<![\w])(\+?\d{6,11})(\d{4})(?![\w])")
 
@@ -32,8 +34,6 @@ def mask_phone(text: str) -> str:
 
 
 def configured_secrets() -> list[str]:
-    from settings import get_settings
-
     settings = get_settings()
     return [settings.wappi_token, settings.gemini_api_key, settings.webhook_secret]
 
@@ -74,7 +74,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         try:
-            from celery import current_task
+            from celery import current_task  # deferred: `kb build` and the emulators log too, without Celery
 
             if current_task and current_task.request.id:
                 entry["task_id"] = current_task.request.id
@@ -110,8 +110,6 @@ def configure_logging(level: str, secrets: list[str], log_dir: str = "") -> None
 
 
 def configure_from_settings() -> None:
-    from settings import get_settings
-
     settings = get_settings()
     configure_logging(settings.log_level, [settings.wappi_token, settings.gemini_api_key, settings.webhook_secret],
                       settings.log_dir)

@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from settings import SettingsError
+from db.session import session_scope
+from kb.extract import ExtractionError
+from kb.index import build_index
+from settings import SettingsError, kb_dir_only
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,10 +20,6 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--dir", type=Path, help="the folder of PDFs (default: KB_DIR)")
     args = parser.parse_args(argv)
 
-    from db.session import session_scope
-    from kb.extract import ExtractionError
-    from kb.index import build_index
-    from settings import kb_dir_only
 
     folder = args.dir or kb_dir_only()
     try:

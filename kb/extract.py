@@ -15,7 +15,7 @@ class ExtractionError(Exception):
 def extract_text(path: Path) -> tuple[str, str]:
     """(text, extractor name). Pages are separated by blank lines."""
     try:
-        import pdfplumber
+        import pdfplumber  # deferred: heavy, and only `kb build` reads PDFs
 
         with pdfplumber.open(path) as pdf:
             text = "\n\n".join(page.extract_text() or "" for page in pdf.pages).strip()
@@ -25,7 +25,7 @@ def extract_text(path: Path) -> tuple[str, str]:
     except Exception as exc:  # noqa: BLE001 - any parser failure means: try the other extractor
         log.warning("pdfplumber failed on %s (%s: %s); trying pypdf", path.name, type(exc).__name__, exc)
     try:
-        from pypdf import PdfReader
+        from pypdf import PdfReader  # deferred: the fallback, loaded only when pdfplumber fails
 
         reader = PdfReader(path)
         text = "\n\n".join(page.extract_text() or "" for page in reader.pages).strip()

@@ -1,4 +1,5 @@
-"""Contacts: one row per chat partner, with the summary of its chat the later stages rely on."""
+"""Contacts: one row per chat partner, with the summary of its chat the later stages rely on, its
+whitelist entry, and its opt-out."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import Contact, FollowUp, WhitelistEntry
+from db.models import Contact, FollowUp, Message, WhitelistEntry
 from db.session import insert_ignore
 from domain.answers import short_answer
 from domain.phones import normalize_phone
+from domain.states import Author, Direction, FollowUpStatus, MessageStatus, OutboxKind, StopReason
 from domain.text import clean_text
+from pipeline.outbox import opt_out_key, write_outbox
 
 NAME_CHARS = 200  # the name columns of `contacts`
 
@@ -33,31 +36,33 @@ def upsert_contact(session: Session, profile_id: int, phone: str, chat_id: str, 
     return contact
 
 
-def note_message(session: Session, contact: Contact, author: str, sent_at: datetime, *, text: str = "",
+def note_message(session: Session, contact: Contact, author: Author, sent_at: datetime, *, text: str = "",
                  history: bool = False, human_pause: timedelta | None = None) -> None:
     """Keep the contact's summary of its chat current, and stop follow-ups the message ends."""
     if contact.last_message_at is None or sent_at >= contact.last_message_at:
         contact.last_message_at = sent_at
         contact.last_author = author
-    if author == "phone" and not history and human_pause is not None:
+    if author == Author.PHONE and not history and human_pause is not None:
         # Someone answered from the business's phone: the bot steps back for this contact.
         until = sent_at + human_pause
         if contact.paused_until is None or contact.paused_until < until:
             contact.paused_until = until
         contact.awaiting_follow_up = False
-        stop_follow_ups(session, contact.id, "human_replied")
-    if author == "customer" and not history:
+        stop_follow_ups(session, contact.id, StopReason.HUMAN_REPLIED)
+    if author == Author.CUSTOMER and not history:
         contact.last_inbound_at = max(sent_at, contact.last_inbound_at or sent_at)
         contact.awaiting_follow_up = False
         meaning = short_answer(text)
-        reason = {"yes": "client_said_yes", "no": "client_said_no"}.get(meaning or "", "client_responded")
+        reason = {"yes": StopReason.CLIENT_SAID_YES, "no": StopReason.CLIENT_SAID_NO}.get(
+            meaning or "", StopReason.CLIENT_RESPONDED)
         stop_follow_ups(session, contact.id, reason)
 
 
-def stop_follow_ups(session: Session, contact_id: int, reason: str) -> int:
+def stop_follow_ups(session: Session, contact_id: int, reason: StopReason) -> int:
     """Stop the contact's active follow-up chain for good; returns how many were stopped."""
-    result = session.execute(update(FollowUp).where(FollowUp.contact_id == contact_id, FollowUp.status == "active")
-                             .values(status="stopped", stop_reason=reason, next_touch_at=None))
+    result = session.execute(update(FollowUp).where(FollowUp.contact_id == contact_id,
+                                                    FollowUp.status == FollowUpStatus.ACTIVE)
+                             .values(status=FollowUpStatus.STOPPED, stop_reason=reason, next_touch_at=None))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
 
 
@@ -70,3 +75,25 @@ def add_to_whitelist(session: Session, profile_id: int, phone: str, note: str = 
     """True when the number was added, False when it was there already."""
     return insert_ignore(session, WhitelistEntry, {"profile_id": profile_id, "phone": normalize_phone(phone),
                                                    "note": note}, ["profile_id", "phone"]) is not None
+
+
+def waiting_contact(session: Session, message_id: int) -> int | None:
+    """The contact of a customer message still waiting for its answer; None once it is handled."""
+    message = session.get(Message, message_id)
+    return message.contact_id if message is not None and message.status == MessageStatus.RECEIVED else None
+
+
+def opt_out_contact(session: Session, contact: Contact, message: Message, confirmation: str) -> int | None:
+    """Opt the contact out for good: its unanswered messages are closed, its follow-ups stopped, and
+    one confirmation is queued, quoting `message`. Returns the confirmation's outbox id while unsent."""
+    session.execute(update(Message).where(Message.contact_id == contact.id, Message.direction == Direction.IN,
+                                          Message.status.in_((MessageStatus.RECEIVED, MessageStatus.WAITING)))
+                    .values(status=MessageStatus.ANSWERED))
+    contact.batch_due_at = None
+    message.status = MessageStatus.ANSWERED
+    contact.opted_out = True
+    contact.awaiting_follow_up = False
+    stop_follow_ups(session, contact.id, StopReason.OPTED_OUT)
+    return write_outbox(session, profile_id=message.profile_id, contact_id=message.contact_id,
+                        key=opt_out_key(contact.id), kind=OutboxKind.NOTICE, body=confirmation,
+                        reply_to=message.provider_message_id, source_message_id=message.id)

@@ -1,9 +1,10 @@
-"""The follow-up ladder: start a chain when a lead goes silent after our reply, and send its touches.
+"""Stage `followup`: start a chain when a lead goes silent after our reply, and write its touches.
 
 Long delays are rows in `follow_ups` that a sweep reads every minute, never Celery countdowns.
-A due touch is claimed atomically (`FOR UPDATE SKIP LOCKED` on PostgreSQL; an UPDATE guarded by
-the old value elsewhere), and its outbox key is (chain, touch number), so two sweeps at once
-never send a touch twice.
+A due touch is claimed atomically (`FOR UPDATE SKIP LOCKED`), and its outbox key is (chain, touch
+number), so two sweeps at once never send a touch twice. A claimed touch whose job was lost is
+claimed again once its lease ends; the lease outlasts the touch job's slowest retry path, and each
+run of the job renews it, so a touch still being written is never claimed, and written, twice.
 """
 
 from __future__ import annotations
@@ -17,22 +18,24 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from celeryconfig import retry_path
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError
-from db.models import Contact, FollowUp, Outbox
-from db.session import insert_ignore
+from db.models import Contact, FollowUp
+from db.session import SessionFactory
 from domain.answers import short_answer
 from domain.clock import human_datetime
+from domain.states import Author, FollowUpStatus, OutboxKind, StopReason, UsagePurpose
 from domain.working_hours import WorkingHours
 from kb.retrieval import knowledge_for
-from pipeline.conversation import Turn, contact_data_of, conversation_turns, record_usage, to_contents
+from pipeline.history import Turn, contact_data_of, conversation_turns, to_contents
+from pipeline.outbox import follow_up_key, unsent_row, write_outbox
+from pipeline.usage import record_usage
 from prompts import render
+from settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A claimed touch whose job was lost is claimed again after this. The sweep passes a lease longer
-# than the touch job's slowest retry path (tasks.followup.claim_lease), so a touch still being
-# written is never claimed, and written, a second time.
-CLAIM_LEASE = timedelta(minutes=15)
+LEASE_MARGIN = timedelta(minutes=2)
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"answer": {"type": "string", "enum": ["yes", "no", "unclear"]}},
@@ -43,10 +46,6 @@ ANSWER_INSTRUCTION = (
     "(unclear: думает, сомневается, задаёт вопрос). Например, «нет проблем, давайте» — yes, «да нет, не надо» — no. "
     'Ответь JSON-объектом {"answer": "yes" | "no" | "unclear"}.'
 )
-
-
-def follow_up_key(chain_id: int, touch_number: int) -> str:
-    return f"follow_up:{chain_id}:{touch_number}"
 
 
 def touch_due_at(hours: WorkingHours, anchor: datetime, intervals: tuple[int, ...], touch_number: int) -> datetime:
@@ -60,13 +59,11 @@ def start_chains(session: Session, now: datetime, hours: WorkingHours, intervals
     cutoff = now - timedelta(hours=intervals[0])
     # The bare column (not "IS true") lets PostgreSQL use the partial index on awaiting_follow_up.
     query = (select(Contact).where(Contact.awaiting_follow_up, Contact.last_message_at <= cutoff)
-             .order_by(Contact.last_message_at).limit(limit))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+             .order_by(Contact.last_message_at).limit(limit).with_for_update(skip_locked=True))
     started = 0
     for contact in session.scalars(query):
         contact.awaiting_follow_up = False
-        if contact.is_client is not True or contact.opted_out or contact.last_author != "bot":
+        if contact.is_client is not True or contact.opted_out or contact.last_author != Author.BOT:
             continue
         if contact.paused_until is not None and contact.paused_until > now:
             continue
@@ -78,42 +75,31 @@ def start_chains(session: Session, now: datetime, hours: WorkingHours, intervals
 
 def insert_ignore_chain(session: Session, contact_id: int, anchor: datetime, first_due: datetime) -> int | None:
     """A new active chain, unless the contact has one (a partial unique index backs this up)."""
-    if session.scalar(select(FollowUp.id).where(FollowUp.contact_id == contact_id, FollowUp.status == "active")):
+    if session.scalar(select(FollowUp.id).where(FollowUp.contact_id == contact_id,
+                                                FollowUp.status == FollowUpStatus.ACTIVE)):
         return None
-    chain = FollowUp(contact_id=contact_id, status="active", touch_number=0, anchor_at=anchor,
+    chain = FollowUp(contact_id=contact_id, status=FollowUpStatus.ACTIVE, touch_number=0, anchor_at=anchor,
                      next_touch_at=first_due)
     session.add(chain)
     session.flush()
     return chain.id
 
 
-def claim_due(session: Session, now: datetime, limit: int = 10_000,
-              lease_for: timedelta = CLAIM_LEASE) -> list[tuple[int, int]]:
-    """Claim every due touch: (chain id, touch number). The lease pushes it out of the next sweep."""
+def claim_due(session: Session, now: datetime, lease_for: timedelta, limit: int = 10_000) -> list[tuple[int, int]]:
+    """Claim every due touch: (chain id, touch number). The lease pushes it out of the next sweep;
+    one statement, and rows another sweep holds are skipped, so no touch is claimed twice."""
     lease = now + lease_for
-    due = (select(FollowUp.id).where(FollowUp.status == "active", FollowUp.next_touch_at <= now)
-           .order_by(FollowUp.next_touch_at).limit(limit))
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement: rows another sweep holds are skipped, never claimed twice.
-        claimed = session.execute(update(FollowUp).where(FollowUp.id.in_(due.with_for_update(skip_locked=True)
-                                                                        .scalar_subquery()))
-                                  .values(next_touch_at=lease)
-                                  .returning(FollowUp.id, FollowUp.touch_number)).all()
-        return [(chain_id, touched + 1) for chain_id, touched in claimed]
-    result: list[tuple[int, int]] = []
-    for chain_id, touched, when in session.execute(select(FollowUp.id, FollowUp.touch_number, FollowUp.next_touch_at)
-                                                   .where(FollowUp.id.in_(due.scalar_subquery()))).all():
-        # Guarded by the old value: without SKIP LOCKED, only one of two sweeps wins each row.
-        won = session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.next_touch_at == when,
-                                                     FollowUp.status == "active").values(next_touch_at=lease))
-        if won.rowcount == 1:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
-            result.append((chain_id, touched + 1))
-    return result
+    due = (select(FollowUp.id).where(FollowUp.status == FollowUpStatus.ACTIVE, FollowUp.next_touch_at <= now)
+           .order_by(FollowUp.next_touch_at).limit(limit).with_for_update(skip_locked=True))
+    claimed = session.execute(update(FollowUp).where(FollowUp.id.in_(due.scalar_subquery()))
+                              .values(next_touch_at=lease)
+                              .returning(FollowUp.id, FollowUp.touch_number)).all()
+    return [(chain_id, touched + 1) for chain_id, touched in claimed]
 
 
 def renew_claim(session: Session, chain_id: int, touch_number: int, until: datetime) -> None:
     """The touch's job is alive: keep its claim until `until`, so no sweep claims it again meanwhile."""
-    session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.status == "active",
+    session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.status == FollowUpStatus.ACTIVE,
                                            FollowUp.touch_number == touch_number - 1,
                                            FollowUp.next_touch_at < until)
                     .values(next_touch_at=until))
@@ -130,29 +116,29 @@ class TouchPlan:
     last_client_text: str
 
 
-def stop(session: Session, chain_id: int, reason: str) -> None:
-    session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.status == "active")
-                    .values(status="stopped", stop_reason=reason, next_touch_at=None))
+def stop(session: Session, chain_id: int, reason: StopReason) -> None:
+    session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.status == FollowUpStatus.ACTIVE)
+                    .values(status=FollowUpStatus.STOPPED, stop_reason=reason, next_touch_at=None))
 
 
 def reopen(session: Session, chain_id: int) -> None:
     """A chain stopped because its touch failed for good goes back to active (for a replay)."""
-    session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.stop_reason == "failed")
-                    .values(status="active", stop_reason=None))
+    session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.stop_reason == StopReason.FAILED)
+                    .values(status=FollowUpStatus.ACTIVE, stop_reason=None))
 
 
 def plan_touch(session: Session, chain_id: int, touch_number: int, now: datetime, *, business_name: str,
-               timezone: str, kb_budget: int, history_limit: int) -> TouchPlan | str | None:
-    """What touch `touch_number` needs, a stop reason (str), or None when there is nothing to do."""
+               timezone: str, kb_budget: int, history_limit: int) -> TouchPlan | StopReason | None:
+    """What touch `touch_number` needs, a reason to stop the chain, or None when there is nothing to do."""
     chain = session.get(FollowUp, chain_id)
-    if chain is None or chain.status != "active" or chain.touch_number != touch_number - 1:
+    if chain is None or chain.status != FollowUpStatus.ACTIVE or chain.touch_number != touch_number - 1:
         return None  # already sent, or the chain ended
     contact = session.get(Contact, chain.contact_id)
     assert contact is not None
     if contact.opted_out:
-        return "opted_out"
+        return StopReason.OPTED_OUT
     if contact.paused_until is not None and contact.paused_until > now:
-        return "human_replied"
+        return StopReason.HUMAN_REPLIED
     turns = conversation_turns(session, contact.id, history_limit)
     last_client = next((turn.text for turn in reversed(turns) if turn.role == "user"), "")
     last_inbound = contact.last_inbound_at or chain.anchor_at
@@ -193,16 +179,61 @@ def commit_touch(session: Session, plan: TouchPlan, answer: Answer, now: datetim
     # Locked, so a client message that stops the chain now cannot slip in between check and write.
     chain = session.get(FollowUp, plan.chain_id, with_for_update=True)
     key = follow_up_key(plan.chain_id, plan.touch_number)
-    if chain is not None and chain.status == "active" and chain.touch_number == plan.touch_number - 1:
-        record_usage(session, "follow_up", answer, plan.contact_id)
-        insert_ignore(session, Outbox, {
-            "profile_id": plan.profile_id, "contact_id": plan.contact_id, "idempotency_key": key,
-            "kind": "follow_up", "body": answer.text, "status": "pending",
-        }, ["idempotency_key"])
-        chain.touch_number = plan.touch_number
-        chain.last_touch_at = now
-        if plan.touch_number >= len(intervals):
-            chain.status, chain.stop_reason, chain.next_touch_at = "completed", "completed_5_touches", None
-        else:
-            chain.next_touch_at = touch_due_at(hours, chain.anchor_at, intervals, plan.touch_number + 1)
-    return session.scalar(select(Outbox.id).where(Outbox.idempotency_key == key))
+    if chain is None or chain.status != FollowUpStatus.ACTIVE or chain.touch_number != plan.touch_number - 1:
+        return unsent_row(session, key)  # written by an earlier run, or the chain ended
+    record_usage(session, UsagePurpose.FOLLOW_UP, answer, plan.contact_id)
+    chain.touch_number = plan.touch_number
+    chain.last_touch_at = now
+    if plan.touch_number >= len(intervals):
+        chain.status, chain.stop_reason, chain.next_touch_at = \
+            FollowUpStatus.COMPLETED, StopReason.COMPLETED, None
+    else:
+        chain.next_touch_at = touch_due_at(hours, chain.anchor_at, intervals, plan.touch_number + 1)
+    return write_outbox(session, profile_id=plan.profile_id, contact_id=plan.contact_id, key=key,
+                        kind=OutboxKind.FOLLOW_UP, body=answer.text)
+
+
+def claim_lease(settings: Settings) -> timedelta:
+    """Longer than the touch job's slowest retry path (every attempt to its hard time limit, the
+    longest countdown between them), plus a margin."""
+    return retry_path("pipeline.follow_up", settings.max_attempts) + LEASE_MARGIN
+
+
+def sweep_once(session: Session, now: datetime, settings: Settings) -> list[tuple[int, int]]:
+    """Start chains that are due to start and claim due touches; returns the claimed touches.
+    One transaction: an idle sweep is two indexed queries."""
+    started = start_chains(session, now, WorkingHours.from_settings(settings), settings.follow_up_intervals)
+    claimed = claim_due(session, now, lease_for=claim_lease(settings))
+    if started or claimed:
+        log.info("follow-up sweep: %d chains started, %d touches due", started, len(claimed))
+    return claimed
+
+
+def run_touch(sessions: SessionFactory, gemini: GeminiClient, chain_id: int, touch_number: int, now: datetime,
+              settings: Settings) -> int | None:
+    """Write one touch to the outbox; returns its outbox id, or None when the chain stopped instead.
+    The model is called outside any transaction."""
+    with sessions() as session:
+        renew_claim(session, chain_id, touch_number, now + claim_lease(settings))
+    with sessions() as session:
+        plan = plan_touch(session, chain_id, touch_number, now, business_name=settings.business_name,
+                          timezone=settings.timezone, kb_budget=settings.kb_token_budget,
+                          history_limit=settings.history_limit)
+        if isinstance(plan, StopReason):
+            stop(session, chain_id, plan)
+            return None
+    if plan is None:
+        return None
+    if touch_number == 1:
+        # A chain follows up silence or hesitation, never a clear yes or no.
+        meaning, answer = answer_meaning(gemini, plan.last_client_text, settings.gemini_classify_model)
+        if meaning in ("yes", "no"):
+            with sessions() as session:
+                stop(session, chain_id, StopReason.CLIENT_SAID_YES if meaning == "yes" else StopReason.CLIENT_SAID_NO)
+                if answer is not None:
+                    record_usage(session, UsagePurpose.FOLLOW_UP, answer, plan.contact_id)
+            return None
+    answer = gemini.generate(plan.contents, system_instruction=plan.system_instruction)
+    with sessions() as session:
+        return commit_touch(session, plan, answer, now, WorkingHours.from_settings(settings),
+                            settings.follow_up_intervals)

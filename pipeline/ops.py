@@ -10,9 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
+from redbeat.decoder import RedBeatJSONDecoder
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from celeryconfig import QUEUES
 from db.models import (
     ChatPollFailure,
     Contact,
@@ -25,9 +27,7 @@ from db.models import (
     ScheduledCall,
 )
 from infra.logging import mask_phone
-from pipeline.intake import FAILURE_ALERT
-
-QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "followup")
+from pipeline.poll import FAILURE_ALERT
 
 
 def _check(name: str, probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -112,7 +112,6 @@ def health(session_factory: Callable[[], Any], redis_client: redis.Redis,
         meta = redis_client.hget(f"{redbeat_prefix}poll-wappi", "meta")
         last_run = None
         if meta:
-            from redbeat.decoder import RedBeatJSONDecoder
 
             last_run = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
         if last_run is None:

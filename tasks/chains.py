@@ -5,16 +5,16 @@ from __future__ import annotations
 from celery import chain
 from celery.canvas import Signature
 
+from tasks.classify import classify
+from tasks.ingest import ingest
+from tasks.respond import respond
+from tasks.send import send
+from tasks.transcribe import transcribe
+
 
 def conversation_chain(message_id: int) -> Signature:
     """ingest -> transcribe -> classify -> respond -> send. Each stage returns the id the next
     one needs, or None to stop the chain there; `transcribe` passes text messages straight on."""
-    from tasks.classify import classify
-    from tasks.ingest import ingest
-    from tasks.respond import respond
-    from tasks.send import send
-    from tasks.transcribe import transcribe
-
     return chain(ingest.si(message_id), transcribe.s(), classify.s(), respond.s(), send.s())
 
 

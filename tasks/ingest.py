@@ -1,9 +1,4 @@
-"""Stage `ingest`: decide whether and when a stored customer message is answered.
-
-A burst of messages is answered once: ingest waits (a Defer, which costs no attempt) until the
-burst's window closes; the timer is also written to the contact, so the poll restarts a burst
-whose worker died mid-window.
-"""
+"""Stage `ingest`: answer a stored customer message now, later (its burst's window is open), or never."""
 
 from __future__ import annotations
 
@@ -11,10 +6,12 @@ import logging
 from datetime import UTC, datetime
 
 from db.session import session_scope
-from pipeline.conversation import ingest_decision
+from pipeline.ingest import Action, ingest_decision
+from pipeline.locks import Defer
 from settings import get_settings
 from tasks.app import app
-from tasks.base import Defer, MessageStageTask
+from tasks.base import MessageStageTask
+from tasks.send import enqueue_send
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +23,12 @@ def ingest(message_id: int) -> int | None:
         decision = ingest_decision(session, message_id, datetime.now(UTC), window=settings.batch_window,
                                    max_wait=settings.batch_max_wait, cap=settings.batch_max_messages,
                                    opt_out_text=settings.opt_out_confirmation)
-    if decision.action == "wait":
+    if decision.action == Action.WAIT:
         raise Defer(f"message {message_id}: the burst's window is open", countdown=decision.wait)
-    if decision.action == "notice":
-        from tasks.send import send
-
-        if decision.notice_id is not None:
-            send.delay(decision.notice_id)
+    if decision.action == Action.NOTICE:
+        enqueue_send(decision.notice_id)
         return None
-    if decision.action == "stop":
+    if decision.action == Action.STOP:
         log.debug("ingest message %s: %s", message_id, decision.reason)
         return None
     return message_id

@@ -1,8 +1,8 @@
 """Stage `transcribe`: a voice note becomes text before it is classified and answered.
 
-The burst's newest message carries the chain, and every voice note of the burst is transcribed
-here. A voice note that fails for good costs only itself: it gets a dead letter of its own and one
-"please write" quoting it, and the chain goes on with the rest of the burst.
+Every voice note of the burst is transcribed here. A note that fails for good costs only itself:
+it gets a dead letter of its own and one "please write" quoting it, and the chain goes on with the
+rest of the burst. Which failures are retried is decided here, per exception type.
 """
 
 from __future__ import annotations
@@ -16,37 +16,31 @@ from celery.exceptions import Ignore, Retry
 from clients.gemini import get_client as get_gemini
 from clients.wappi import WappiMediaTooLargeError
 from clients.wappi import get_client as get_wappi
-from db.models import Message, Profile
 from db.session import session_scope
-from pipeline.voice import (
+from pipeline.locks import Defer
+from pipeline.transcribe import (
     AudioTooLarge,
-    ask_to_write,
     burst_carrier,
-    pending_voice_notes,
+    give_up,
+    is_pending_voice,
     store_transcript,
-    stored_voice,
-    transcribe_voice,
+    transcribe_note,
+    voice_burst,
 )
+from pipeline.voice_media import stored_voice
 from settings import get_settings
 from tasks.app import app
-from tasks.base import TRANSIENT, Defer, MessageStageTask
-from tasks.locks import held
+from tasks.base import TRANSIENT, MessageStageTask
+from tasks.send import enqueue_send
 
 log = logging.getLogger(__name__)
-MEDIA_LOCK_SECONDS = 200  # longer than the task's hard time limit
 
 
 def give_up_on(voice_id: int) -> None:
-    """One "please write" quoting this voice note; the note is marked failed."""
-    from tasks.send import send
-
+    """One "please write" quoting this voice note, sent after the commit; the note is marked failed."""
     with session_scope() as session:
-        voice = session.get(Message, voice_id)
-        if voice is None:
-            return
-        outbox_id = ask_to_write(session, voice, get_settings().voice_fallback_text)
-    if outbox_id is not None:
-        send.delay(outbox_id)
+        outbox_id = give_up(session, voice_id, get_settings().voice_fallback_text)
+    enqueue_send(outbox_id)
 
 
 class TranscribeTask(MessageStageTask):
@@ -57,9 +51,8 @@ class TranscribeTask(MessageStageTask):
         if not isinstance(message_id, int):
             return
         with session_scope() as session:
-            message = session.get(Message, message_id)
-            is_pending_voice = message is not None and message.is_voice and not message.transcription
-        if is_pending_voice:
+            pending_voice = is_pending_voice(session, message_id)
+        if pending_voice:
             give_up_on(message_id)
         else:
             super().after_dead_letter(args, kwargs, exc)
@@ -71,29 +64,15 @@ def transcribe(self: TranscribeTask, message_id: int | None) -> int | None:
         return None
     settings = get_settings()
     with session_scope() as session:
-        message = session.get(Message, message_id)
-        if message is None or message.status != "received":
-            return None
-        profile = session.get(Profile, message.profile_id)
-        assert profile is not None
-        provider_profile, contact_id = profile.profile_id, message.contact_id
-        pending = pending_voice_notes(session, contact_id, message_id)
-    for voice_id, provider_id in pending:
+        burst = voice_burst(session, message_id)
+    if burst is None:
+        return None
+    for voice_id, provider_id in burst.pending:
         with session_scope() as session:
             stored = stored_voice(session, voice_id)
         try:
-            if stored.inline is not None:  # the webhook brought the audio: no download
-                transcript = transcribe_voice(get_wappi(provider_profile), get_gemini(), provider_id,
-                                              model=settings.gemini_transcribe_model,
-                                              max_bytes=settings.max_audio_bytes, stored=stored)
-            else:
-                # One media download per profile at a time: Wappi has crossed concurrent answers
-                # (and the client checks that the file is this note's).
-                with held("media-lock", provider_profile, timeout=MEDIA_LOCK_SECONDS, busy_retry=1.0,
-                          what="profile media"):
-                    transcript = transcribe_voice(get_wappi(provider_profile), get_gemini(), provider_id,
-                                                  model=settings.gemini_transcribe_model,
-                                                  max_bytes=settings.max_audio_bytes, stored=stored)
+            transcript = transcribe_note(get_wappi(burst.provider_profile), get_gemini(), provider_id, stored,
+                                         model=settings.gemini_transcribe_model, max_bytes=settings.max_audio_bytes)
         except (Defer, Retry, Ignore):
             raise
         except (AudioTooLarge, WappiMediaTooLargeError) as exc:  # over MAX_AUDIO_BYTES, known or found while streaming
@@ -112,7 +91,7 @@ def transcribe(self: TranscribeTask, message_id: int | None) -> int | None:
         log.info("transcribed message %s: %d bytes (%s) in %.0f ms", voice_id, transcript.size,
                  "downloaded" if transcript.downloaded else "inline", transcript.seconds * 1000)
         with session_scope() as session:
-            store_transcript(session, voice_id, contact_id, transcript)
+            store_transcript(session, voice_id, burst.contact_id, transcript)
     with session_scope() as session:
         # A failed voice note gives its place to the burst's texts; None when nothing is left.
-        return burst_carrier(session, contact_id, message_id)
+        return burst_carrier(session, burst.contact_id, message_id)

@@ -1,4 +1,5 @@
-"""Test harness: real PostgreSQL, real Redis, real Celery worker processes, HTTP emulators.
+"""Test fixtures: real PostgreSQL, real Redis, real Celery worker processes, HTTP emulators, all
+from the dev stack (`devstack`).
 
 The environment is set here, before any project module is imported, exactly as an operator
 would set it; the workers are started as `celery -A tasks worker` subprocesses.
@@ -7,18 +8,25 @@ would set it; the workers are started as `celery -A tasks worker` subprocesses.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from devstack import (
+    MACHINE_POSTGRES,
+    ROOT,  # noqa: F401 - test modules import it from here
+    WorkerPool,
+    create_database,
+    database_url,
+    migrate,
+    shared_emulators,
+    wait_for,
+)
+
 TEST_DB = os.environ.get("TEST_DATABASE_NAME", "assistant_test")
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-TEST_DATABASE_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", MACHINE_POSTGRES)
+TEST_DATABASE_URL = database_url(PG_ADMIN_URL, TEST_DB)
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PROFILE_ID = "a1b2c3d4-e5f6"
 WAPPI_TOKEN = "test-wappi-token-0123456789abcdef01234567"
@@ -44,28 +52,12 @@ BASE_ENV = {
 # The emulators' URLs are added once they listen (see the session fixtures).
 for name, value in BASE_ENV.items():
     os.environ[name] = value
-sys.path.insert(0, str(ROOT))
 
 from emulators.gemini import GeminiEmulator  # noqa: E402
 from emulators.wappi import WappiEmulator  # noqa: E402
-from harness import WorkerPool, shared_emulators, wait_for  # noqa: E402
-
-
-def _create_database() -> None:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)'))
-        connection.execute(sa.text(f'CREATE DATABASE "{TEST_DB}"'))
-    admin.dispose()
-    for command in (["alembic", "upgrade", "head"], ["kb", "build"]):
-        subprocess.run([sys.executable, "-m", *command], cwd=ROOT, check=True, env={**os.environ},
-                       capture_output=True)
-
 
 # Started before any test imports the settings, so every process sees the emulators' URLs. Test
-# modules import this file again as `tests.conftest`; the harness keeps one pair per process.
+# modules import this file again as `tests.conftest`; the dev stack keeps one pair per process.
 _WAPPI, _GEMINI = shared_emulators(WAPPI_TOKEN, PROFILE_ID, GEMINI_KEY)
 os.environ["WAPPI_BASE_URL"] = _WAPPI.url
 os.environ["GEMINI_BASE_URL"] = _GEMINI.url
@@ -85,7 +77,8 @@ def gemini() -> Iterator[GeminiEmulator]:
 
 @pytest.fixture(scope="session")
 def database() -> Iterator[str]:
-    _create_database()
+    create_database(PG_ADMIN_URL, TEST_DB)
+    migrate(os.environ)
     yield TEST_DATABASE_URL
 
 
@@ -103,7 +96,7 @@ def redis_client() -> Iterator[Any]:
 def workers(wappi: WappiEmulator, gemini: GeminiEmulator, database: str, redis_client: Any,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
     pool = WorkerPool(tmp_path_factory.mktemp("workers"))
-    pool.start("main", "poll,ingest,transcribe,classify,respond,send,followup", concurrency=3)
+    pool.start("main", concurrency=3)  # every queue
     yield pool
     pool.stop_all()
 

@@ -49,7 +49,7 @@ def test_a_burst_gets_one_reply_and_a_later_burst_another(wappi: WappiEmulator, 
     assert len(calls) == 1
     # One turn with all three messages, in order.
     last_turn = calls[0]["body"]["contents"][-1]  # type: ignore[index]
-    # (The first part is the contact data block, names as JSON: see pipeline.conversation.contact_data.)
+    # (The first part is the contact data block, names as JSON: see pipeline.history.contact_data.)
     assert [part["text"] for part in last_turn["parts"]][-3:] == ["Хочу записаться", "на торт машинкой",
                                                                   "завтра в 15:00"]
     assert "завтра в 15:00" in first[0]["body"]
@@ -145,7 +145,7 @@ def test_stop_confirms_once_and_ends_follow_ups_for_good(wappi: WappiEmulator, s
     assert rows("SELECT opted_out FROM contacts WHERE phone = :phone", phone=phone)[0].opted_out is True
     from datetime import UTC, datetime, timedelta
 
-    from tasks.followup import sweep_once
+    from tests.support.followup import sweep as sweep_once
 
     assert sweep_once(datetime.now(UTC) + timedelta(days=2)) == []
     assert rows("SELECT count(*) FROM follow_ups")[0][0] == 0

@@ -11,7 +11,7 @@ import pytest
 
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
-from pipeline.classification import InvalidVerdict, Verdict, decide, parse_verdict
+from pipeline.classify import InvalidVerdict, Verdict, decide, parse_verdict
 from tests.conftest import run_poll, wait_for
 from tests.idle import wait_idle
 from tests.test_pipeline import customer_says, replies_to, rows

@@ -1,4 +1,5 @@
-"""`make demo` on embedded defaults: the scripted conversation is answered and it exits 0."""
+"""`make demo` on embedded defaults (an embedded PostgreSQL, emulators): the scripted conversation is
+answered and it exits 0."""
 
 from __future__ import annotations
 
@@ -19,4 +20,7 @@ def test_demo_plays_the_conversation_and_exits_zero() -> None:
     assert "=== WhatsApp chat with +77017654321 ===" in transcript and "=== end of conversation ===" in transcript
     assert transcript.count("Customer:") == 3 and transcript.count("Assistant:") == 3
     assert "12 900 ₸" in transcript  # the answer came from the shipped knowledge base
+    # No DATABASE_URL: the demo ran on the embedded PostgreSQL, and says where its parts are.
+    assert "[demo] PostgreSQL: embedded PostgreSQL in var/pgdata, database assistant_demo" in transcript
+    assert "/health" in transcript and "Wappi emulator" in transcript
     assert "[demo] stopping what it started" in transcript

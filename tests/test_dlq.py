@@ -92,7 +92,7 @@ def test_bad_arguments_are_named(wappi: WappiEmulator) -> None:
 
 def test_intake_letters_are_not_replayed_and_say_why(wappi: WappiEmulator) -> None:
     from db.session import session_scope
-    from pipeline.intake import record_rejected
+    from pipeline.inbound import record_rejected
 
     run_poll()
     profile_id = rows("SELECT id FROM profiles")[0].id

@@ -15,39 +15,25 @@ from typing import Any
 
 import pytest
 import requests
-from celery import Celery
 
+import devstack
+from celeryconfig import QUEUES
+from devstack import wait_for
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
-from harness import PrivateRedis, WorkerPool, wait_for
 from tests.conftest import PROFILE_ID
 from tests.test_pipeline import customer_says, rows
 
 CONVERSATIONS = 20
 
 
-class Stack:
-    """A private Redis (durable, so it can restart) and workers bound to it."""
+class Stack(devstack.Stack):
+    """A private Redis (durable, so it can restart) and workers bound to it, on the session's
+    database and emulators."""
 
     def __init__(self, root: Path, **settings: str) -> None:
-        self.redis = PrivateRedis(root / "redis").start()
-        env = {**os.environ, "REDIS_URL": self.redis.url, "TASK_MAX_ATTEMPTS": "8", **settings}
-        self.workers = WorkerPool(root, env)
-        self.app = Celery(broker=self.redis.url, set_as_current=False)
-        self.app.conf.broker_connection_retry_on_startup = True
-
-    def send_task(self, name: str, queue: str) -> None:
-        for _ in range(50):  # the broker may be restarting
-            try:
-                self.app.send_task(name, queue=queue)
-                return
-            except Exception:  # noqa: BLE001 - any connection error: wait and try again
-                time.sleep(0.2)
-        raise AssertionError(f"could not enqueue {name}")
-
-    def close(self) -> None:
-        self.workers.stop_all()
-        self.redis.stop()
+        super().__init__(root, {**os.environ, "TASK_MAX_ATTEMPTS": "8", **settings})
+        self.redis = self.start_redis(durable=True)
 
 
 @pytest.fixture()
@@ -65,7 +51,7 @@ def faults(wappi: WappiEmulator, **config: Any) -> None:
 
 def test_no_reply_lost_or_doubled_under_faults(stack: Stack, wappi: WappiEmulator,
                                                gemini: GeminiEmulator) -> None:
-    stack.workers.start("stages", "poll,ingest,transcribe,classify,respond,followup", concurrency=2)
+    stack.workers.start("stages", [queue for queue in QUEUES if queue != "send"], concurrency=2)
     stack.workers.start("send", "send", concurrency=1)
 
     polling = threading.Event()

@@ -18,10 +18,12 @@ import sqlalchemy as sa
 from db.models import Contact, FollowUp, Message, Profile
 from db.session import session_scope
 from domain.answers import is_opt_out, short_answer
+from domain.states import Author
 from emulators.gemini import GeminiEmulator
 from pipeline.contacts import note_message
 from pipeline.followup import answer_meaning, claim_due
-from tasks.followup import run_touch, sweep_once
+from tests.support.followup import sweep as sweep_once
+from tests.support.followup import touch as run_touch
 from tests.test_pipeline import rows
 
 ALMATY = ZoneInfo("Asia/Almaty")
@@ -45,7 +47,7 @@ def lead_went_silent(phone: str = "77300000001", *, client_text: str = "Спас
             session.add(Message(profile_id=profile.id, contact_id=contact.id, provider_message_id=f"{phone}{offset}",
                                 direction="in" if author == "customer" else "out", author=author, text=text,
                                 status="answered" if author == "customer" else "sent", sent_at=sent_at))
-            note_message(session, contact, author, sent_at, text=text)
+            note_message(session, contact, Author(author), sent_at, text=text)
         contact.awaiting_follow_up = True  # what `send` sets after our reply went out
         return contact.id
 
@@ -99,7 +101,7 @@ def test_a_client_message_between_touches_stops_the_chain(text: str, reason: str
     with session_scope() as session:
         contact = session.get(Contact, contact_id)
         assert contact is not None
-        note_message(session, contact, "customer", T0 + timedelta(hours=30), text=text)
+        note_message(session, contact, Author.CUSTOMER, T0 + timedelta(hours=30), text=text)
     assert rows("SELECT status, stop_reason FROM follow_ups")[0] == ("stopped", reason)
     assert run_ladder_until(T0 + timedelta(days=40)) == []
     assert rows("SELECT count(*) FROM outbox")[0][0] == 1
@@ -165,7 +167,7 @@ def test_two_concurrent_sweeps_never_claim_a_touch_twice() -> None:
     def sweep() -> None:
         barrier.wait()
         with session_scope() as session:
-            claims.append(claim_due(session, T0 + timedelta(hours=25), limit=10_000))
+            claims.append(claim_due(session, T0 + timedelta(hours=25), lease_for=timedelta(minutes=15)))
 
     threads = [threading.Thread(target=sweep) for _ in range(2)]
     for thread in threads:
@@ -236,7 +238,7 @@ def test_a_touch_is_rechecked_at_send_time(wappi: Any, change: str, reason: str)
         if change == "opt_out":
             contact.opted_out = True
         else:
-            note_message(session, contact, change, datetime.now(UTC), text="Уже неактуально")
+            note_message(session, contact, Author(change), datetime.now(UTC), text="Уже неактуально")
     app.send_task("pipeline.send", args=[touch_id], queue="followup")
     wait_for(lambda: rows("SELECT 1 FROM outbox WHERE status != 'pending'"), message="the touch to be decided")
     wait_idle()

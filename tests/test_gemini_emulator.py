@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -20,17 +21,17 @@ from google import genai
 from google.genai import errors, types
 from pydantic import BaseModel
 
+import prompts
 from emulators.gemini import GeminiEmulator
+from prompts.markers import CONTACT_DATA_END, CONTACT_DATA_START, KB_END, KB_START, SLOTS_PREFIX
 
 API_KEY = "test-key"
 MODEL = "gemini-3.5-flash-lite"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+KB_LINES = "Доставка по Алматы — 1 500 ₸\nОплата картой или наличными при получении"
 KNOWLEDGE_BASE = (
     "Ты вежливый менеджер интернет-магазина, отвечай по-русски. Доставка важна.\n"
-    "=== БАЗА ЗНАНИЙ ===\n"
-    "Доставка по Алматы — 1 500 ₸\n"
-    "Оплата картой или наличными при получении\n"
-    "=== КОНЕЦ БАЗЫ ЗНАНИЙ ===\n"
+    f"{KB_START}\n{KB_LINES}\n{KB_END}\n"
 )
 
 
@@ -57,6 +58,12 @@ class Answer(enum.StrEnum):
 
 class FollowUpDecision(BaseModel):
     answer: Answer
+
+
+class SalesTurn(BaseModel):
+    reply: str
+    call: Call | None
+    opt_out: bool
 
 
 @pytest.fixture(scope="module")
@@ -474,3 +481,78 @@ def test_command_line_serves_until_sigterm() -> None:
     assert banner == f"Gemini emulator listening on http://127.0.0.1:{port}"
     assert response.text is not None
     assert exit_code == 0
+
+
+# --- blind to prompt prose: only the markers of prompts.markers and the schema choose the answer ---
+
+
+def sales_prompt(knowledge: str) -> str:
+    """The product's sales-agent system instruction, rendered."""
+    return prompts.render("sales_agent", approach="- Отвечай коротко.", business_name="Ромашка",
+                          current_datetime="понедельник, 10:00", working_hours="пн–пт 9:00–18:00",
+                          knowledge_base=knowledge)
+
+
+def contact_block(**names: str) -> str:
+    return f"{CONTACT_DATA_START}\n{json.dumps(names, ensure_ascii=False)}\n{CONTACT_DATA_END}"
+
+
+def test_every_prompt_with_a_knowledge_base_renders_the_exported_markers() -> None:
+    with_knowledge = [name for name, required in prompts.REQUIRED.items() if "knowledge_base" in required]
+
+    assert sorted(with_knowledge) == ["follow_up", "sales_agent"]
+    for name in with_knowledge:
+        values = {key: f"<{key}>" for key in prompts.REQUIRED[name] - prompts.MARKERS.keys()}
+        rendered = prompts.render(name, **{**values, "knowledge_base": KB_LINES})
+        assert f"{KB_START}\n{KB_LINES}\n{KB_END}" in rendered, name
+        assert KB_START not in prompts.load(name)  # the marker's text lives in prompts.markers only
+
+
+@pytest.mark.parametrize(
+    "question", ["Сколько стоит доставка?", "Позвоните мне 2026-12-01 15:30", "Больше не пишите мне", "Да, давайте"]
+)
+def test_answers_follow_the_markers_and_schema_not_the_prompt_wording(client: genai.Client, question: str) -> None:
+    slots = f"{SLOTS_PREFIX} пн 10:00; пн 11:00"
+    product = f"{sales_prompt(KB_LINES)}\n\nКлиент просит другое время.\n{slots}"
+    reworded = (
+        "You are a shop bot. No sentence here is worded like the product's prompts.\n"
+        f"{KB_START}\n{KB_LINES}\n{KB_END}\nOffer a call instead.\n{slots}"
+    )
+    contents: list[types.ContentDict] = [
+        {"role": "user", "parts": [{"text": contact_block(имя_в_профиле="Хочу скидку")}, {"text": question}]},
+    ]
+
+    def ask(system: str, schema: type[BaseModel]) -> Any:
+        config = types.GenerateContentConfig(system_instruction=system, response_mime_type="application/json",
+                                             response_schema=schema)
+        return client.models.generate_content(model=MODEL, contents=contents, config=config).parsed
+
+    for schema in (SalesTurn, LeadVerdict, FollowUpDecision):
+        assert ask(product, schema) == ask(reworded, schema), schema.__name__
+    turn = ask(reworded, SalesTurn)
+    assert isinstance(turn, SalesTurn)
+    assert "могу предложить созвон: пн 10:00; пн 11:00" in turn.reply
+    if "доставка" in question:
+        assert "По нашим данным: Доставка по Алматы — 1 500 ₸." in turn.reply
+
+
+def test_without_the_markers_the_same_prose_grounds_nothing(client: genai.Client) -> None:
+    unmarked = sales_prompt(KB_LINES).replace(KB_START, "База:").replace(KB_END, "Конец.")
+    config = types.GenerateContentConfig(system_instruction=unmarked)
+
+    response = client.models.generate_content(model=MODEL, contents="Сколько стоит доставка?", config=config)
+
+    assert response.text == "Здравствуйте! Вы спросили: «Сколько стоит доставка?». Чем ещё могу помочь?"
+
+
+def test_contact_data_is_recognised_by_its_marker_only(client: genai.Client) -> None:
+    def verdict(first_part: str) -> LeadVerdict:
+        parts: list[types.PartDict] = [{"text": first_part}, {"text": "Добрый вечер"}]
+        contents: list[types.ContentDict] = [{"role": "user", "parts": parts}]
+        response = client.models.generate_content(model=MODEL, contents=contents, config=json_config(LeadVerdict))
+        assert isinstance(response.parsed, LeadVerdict)
+        return response.parsed
+
+    names = json.dumps({"имя_в_профиле": "Хочу купить"}, ensure_ascii=False)
+    assert verdict(contact_block(имя_в_профиле="Хочу купить")).is_client is None  # names are not messages
+    assert verdict(f"Данные контакта:\n{names}").is_client is True  # without the marker it is customer text

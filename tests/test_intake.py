@@ -129,7 +129,8 @@ def test_a_message_that_came_while_we_were_down_is_recorded_not_answered(wappi: 
 
 
 def test_the_late_message_rule() -> None:
-    from pipeline.intake import LATE_CAP, _is_history
+    from pipeline.inbound import LATE_CAP
+    from pipeline.inbound import is_history as _is_history
 
     now = 1_000_000.0
     previous_poll = now - 5
@@ -248,7 +249,7 @@ def test_webhook_items_are_handled_one_by_one(web: str, wappi: WappiEmulator) ->
 @pytest.mark.usefixtures("clean")
 def test_whitelist_from_the_environment_applies_on_every_start() -> None:
     from db.session import session_scope
-    from pipeline.intake import ensure_profile
+    from pipeline.profiles import ensure_profile
     from settings import load_settings
 
     with session_scope() as session:
@@ -292,7 +293,7 @@ def test_message_fields_of_the_wrong_shape_are_read_sensibly() -> None:
 
 
 def test_clean_text_drops_control_characters_and_keeps_unicode() -> None:
-    from pipeline.intake import clean_text
+    from domain.text import clean_text
 
     assert clean_text("a\x00b\x07c\x1b[0m\r\nd\te\u200f🎂\u2028") == "abc[0m\nd\te\u200f🎂\u2028"
     assert clean_text("\ufeffПривет\x7f") == "\ufeffПривет"

@@ -6,8 +6,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +13,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from celeryconfig import QUEUES
+from devstack import WorkerPool, free_port
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
-from harness import WorkerPool, free_port
 from infra.logging import JsonFormatter, log_context
-from tests.conftest import PROFILE_ID, ROOT, WAPPI_TOKEN, run_poll, wait_for
+from tests.conftest import PROFILE_ID, WAPPI_TOKEN, run_poll, wait_for
 from tests.test_pipeline import customer_says, replies_to, rows
 
 SECRET = "webhook-secret-for-tests"
@@ -27,22 +26,9 @@ SECRET = "webhook-secret-for-tests"
 
 @pytest.fixture(scope="module")
 def web(workers: WorkerPool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path_factory.mktemp("web") / "web.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "web", "--port", str(port)], cwd=ROOT,
-                               env={**os.environ, "WEBHOOK_SECRET": SECRET}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{url}/nothing", timeout=1).status_code == 404
-        except requests.ConnectionError:
-            return False
-
-    wait_for(up, timeout=30, message="the web process")
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    processes = WorkerPool(tmp_path_factory.mktemp("web"), {**os.environ, "WEBHOOK_SECRET": SECRET})
+    yield processes.start_web(free_port())
+    processes.stop_all()
 
 
 @pytest.mark.usefixtures("clean")
@@ -74,7 +60,7 @@ def test_stats_count_todays_work(web: str, wappi: WappiEmulator) -> None:
     assert stats["timezone"] == "Asia/Almaty"
     assert stats["messages"]["received"] == 1 and stats["messages"]["sent"] == 1
     assert stats["classified"]["lead"] == 1
-    assert set(stats["queues"]) == {"poll", "ingest", "transcribe", "classify", "respond", "send", "followup"}
+    assert set(stats["queues"]) == set(QUEUES)
     assert stats["dead_letters"] == 0 and stats["model_tokens"]["total"] > 0
 
 

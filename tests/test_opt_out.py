@@ -66,7 +66,7 @@ def test_the_table_is_big_enough() -> None:
 def agent_field(gemini: GeminiEmulator, text: str) -> Any:
     import requests
 
-    from pipeline.agent import AGENT_SCHEMA
+    from pipeline.respond import AGENT_SCHEMA
 
     body = {"contents": [{"role": "user", "parts": [{"text": text}]}],
             "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": AGENT_SCHEMA}}
@@ -129,6 +129,6 @@ def test_a_long_genuine_opt_out_is_decided_by_the_model(wappi: WappiEmulator, ge
     assert len(replies_to(wappi, phone)) == 3
     from datetime import UTC, datetime, timedelta
 
-    from tasks.followup import sweep_once
+    from tests.support.followup import sweep as sweep_once
 
     assert sweep_once(datetime.now(UTC) + timedelta(days=2)) == []

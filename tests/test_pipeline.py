@@ -51,8 +51,10 @@ def test_customer_message_is_answered_once(wappi: WappiEmulator, gemini: GeminiE
     chat = requests.get(f"{wappi.url}/_emulator/chat", params={"profile_id": PROFILE_ID,
                                                                 "phone": "77011234567"}, timeout=5).json()
     assert chat["messages"][-1]["body"] == reply["body"] and chat["messages"][-1]["fromMe"]
-    stored = wait_for(lambda: rows("SELECT direction, author, text, status FROM messages ORDER BY sent_at, id"),
-                      message="messages stored")
+    # The reply reaches the chat a moment before `send` records it as our outbound message.
+    stored = wait_for(lambda: len(found := rows("SELECT direction, author, text, status FROM messages "
+                                                "ORDER BY sent_at, id")) == 2 and found,
+                      message="both messages stored")
     assert [(r.direction, r.author, r.status) for r in stored] == [("in", "customer", "answered"),
                                                                    ("out", "bot", "sent")]
     assert stored[1].text == reply["body"]
@@ -120,7 +122,7 @@ def test_the_model_sees_this_contacts_history(wappi: WappiEmulator, gemini: Gemi
     wait_for(lambda: len(replies_to(wappi, "77055555555")) == 2, message="the second reply")
     contents = gemini.requests_log()[-1]["body"]["contents"]
     assert [content["role"] for content in contents] == ["user", "model", "user"]
-    # The first part is the contact data block (names as JSON data, see pipeline.conversation.contact_data).
+    # The first part is the contact data block (names as JSON data, see pipeline.history.contact_data).
     assert contents[0]["parts"][0]["text"].startswith("=== ДАННЫЕ КОНТАКТА")
     assert contents[0]["parts"][1]["text"] == "Привет! Меня зовут Дана, хочу заказать торт"
     assert contents[-1]["parts"][0]["text"] == "Какие у вас цены?"

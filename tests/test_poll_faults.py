@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from emulators.wappi import WappiEmulator
-from pipeline.intake import PollResult
+from pipeline.poll import PollResult
 from tests.conftest import PROFILE_ID, run_poll, wait_for
 from tests.idle import wait_idle
 from tests.test_pipeline import customer_says, first_start, replies_to, rows
@@ -51,8 +51,9 @@ def test_a_chat_that_always_fails_never_freezes_the_poll(wappi: WappiEmulator,
     from clients.wappi import build_client
     from db.session import session_scope
     from infra.redis import get_redis
-    from pipeline.intake import ensure_profile, poll_profile
     from pipeline.ops import health
+    from pipeline.poll import poll_profile
+    from pipeline.profiles import ensure_profile
     from settings import get_settings
     from tasks.chains import start_conversations
 
@@ -74,7 +75,7 @@ def test_a_chat_that_always_fails_never_freezes_the_poll(wappi: WappiEmulator,
     chat_faults(wappi, fail_chats=[failing])
     customers = [f"7701810{index:04d}" for index in range(10)]
     pages: list[int] = []
-    caplog.set_level(logging.WARNING, logger="pipeline.intake")
+    caplog.set_level(logging.WARNING, logger="pipeline.poll")
     for number in range(50):
         if number % 5 == 0:
             customer_says(wappi, customers[number // 5], f"Здравствуйте, вопрос номер {number // 5}")
@@ -114,7 +115,8 @@ def _in_process_poll(wappi: WappiEmulator) -> Callable[..., PollResult]:
     """The poll function the task runs, in-process, with `now` under the test's control."""
     from clients.wappi import build_client
     from db.session import session_scope
-    from pipeline.intake import ensure_profile, poll_profile
+    from pipeline.poll import poll_profile
+    from pipeline.profiles import ensure_profile
     from settings import get_settings
     from tasks.chains import start_conversations
 

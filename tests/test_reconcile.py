@@ -181,7 +181,7 @@ def outbox_contact(profile_id: int, phone: str) -> int:
 
 
 def test_a_touch_behind_replies_waits_at_least_15_seconds_with_jitter() -> None:
-    from tasks.send import yield_wait
+    from pipeline.send import yield_wait
 
     waits = {yield_wait() for _ in range(50)}
     assert min(waits) >= 15.0 and max(waits) <= 30.0 and len(waits) > 1

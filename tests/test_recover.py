@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from emulators.wappi import WappiEmulator
-from settings import get_settings
+from settings import Settings, get_settings
 from tests.conftest import run_poll, wait_for
 from tests.idle import wait_idle
 from tests.test_pipeline import customer_says, replies_to, rows
@@ -58,7 +58,12 @@ def test_a_message_whose_task_was_lost_is_answered_within_minutes(wappi: WappiEm
 
 
 def test_a_chain_stamped_by_a_stage_is_restarted_once_its_run_is_overdue(wappi: WappiEmulator) -> None:
-    from tasks.recover import message_stage_limit, stranded_messages
+    from db.session import session_scope
+    from pipeline.recover import message_stage_limit, stranded_messages
+
+    def stranded(now: datetime, settings: Settings) -> list[int]:
+        with session_scope() as session:
+            return stranded_messages(session, now, settings)
 
     _first_conversation(wappi)
     lost = customer_says(wappi, PHONE, "А доставка есть?")
@@ -67,9 +72,9 @@ def test_a_chain_stamped_by_a_stage_is_restarted_once_its_run_is_overdue(wappi: 
     message_id = _store_lost_message(lost, age=timedelta(minutes=1), next_attempt_in=timedelta(seconds=-10))
     now = datetime.now(UTC)
     settings = get_settings()
-    assert stranded_messages(now, settings) == []  # the stage may still be running
-    assert stranded_messages(now + message_stage_limit(), settings) == [message_id]
-    assert stranded_messages(now + message_stage_limit() + timedelta(seconds=1), settings) == []  # once a period
+    assert stranded(now, settings) == []  # the stage may still be running
+    assert stranded(now + message_stage_limit(), settings) == [message_id]
+    assert stranded(now + message_stage_limit() + timedelta(seconds=1), settings) == []  # once a period
 
 
 def test_a_deferred_chain_is_not_restarted(wappi: WappiEmulator) -> None:

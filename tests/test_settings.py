@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from settings import ROOT, SettingsError, describe, load_settings
+from settings import ROOT, SettingsError, database_url_only, describe, load_settings
 
 VALID = {"WAPPI_TOKEN": "t" * 40, "WAPPI_PROFILE_ID": "71ad40e9-b023", "GEMINI_API_KEY": "key"}
 
@@ -16,7 +16,8 @@ VALID = {"WAPPI_TOKEN": "t" * 40, "WAPPI_PROFILE_ID": "71ad40e9-b023", "GEMINI_A
 def test_valid_environment_gives_defaults() -> None:
     settings = load_settings(VALID)
     assert settings.timezone == "Asia/Almaty"
-    assert settings.effective_database_url.startswith("sqlite:///")
+    assert settings.database_url == "postgresql+psycopg2://assistant@127.0.0.1:5432/assistant"
+    assert database_url_only({}) == settings.database_url  # what migrations use, from the same default
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
 
 
@@ -33,10 +34,16 @@ def test_missing_setting_is_named(missing: str) -> None:
     ("BUSINESS_TIMEZONE", "Mars/Olympus"),
     ("REDIS_URL", "localhost:6379"),
     ("WAPPI_BASE_URL", "wappi.pro"),
+    ("DATABASE_URL", "sqlite:///var/assistant.db"),
 ])
 def test_malformed_setting_is_named(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({**VALID, name: value})
+
+
+def test_migrations_refuse_a_database_url_that_is_not_postgresql() -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        database_url_only({"DATABASE_URL": "sqlite:///var/assistant.db"})
 
 
 def test_secret_values_never_appear_in_errors() -> None:

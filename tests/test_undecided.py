@@ -10,7 +10,7 @@ import pytest
 
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
-from pipeline.classification import Verdict, decide, gate
+from pipeline.classify import Verdict, decide, gate
 from tests.conftest import run_poll, wait_for
 from tests.idle import wait_idle
 from tests.test_pipeline import customer_says, replies_to, rows
@@ -89,7 +89,7 @@ def test_a_first_hello_is_answered_neutrally(wappi: WappiEmulator, gemini: Gemin
     prompts = system_texts(gemini, AGENT)
     assert len(prompts) == 1 and CLARIFY in prompts[0] and "SPIN" not in prompts[0]
     # An undecided contact gets no follow-ups.
-    from tasks.followup import sweep_once
+    from tests.support.followup import sweep as sweep_once
 
     assert sweep_once(datetime.now(UTC) + timedelta(days=2)) == []
 

@@ -16,7 +16,6 @@ from tests.idle import wait_idle
 from tests.test_pipeline import customer_says, replies_to, rows
 
 pytestmark = pytest.mark.usefixtures("workers", "clean")
-QUEUES = ("poll", "ingest", "transcribe", "classify", "respond", "send", "followup")
 
 
 def voice_note(wappi: WappiEmulator, phone: str, transcript: str, shape: str) -> str:

@@ -30,7 +30,7 @@ def stack(clean: None, tmp_path: Path) -> Iterator[Stack]:
 @pytest.mark.parametrize("shape", ["link", "b64"])
 def test_an_oversized_voice_note_gets_one_fallback_and_no_dead_letter(stack: Stack, wappi: WappiEmulator,
                                                                       shape: str) -> None:
-    stack.workers.start("all", "poll,ingest,transcribe,classify,respond,send,followup", concurrency=2)
+    stack.workers.start("all", concurrency=2)
     stack.send_task("pipeline.poll", "poll")  # first start: the profile and its history boundary
     wait_for(lambda: rows("SELECT 1 FROM profiles WHERE last_poll_at IS NOT NULL"), message="the first poll")
     phone = "77310000001"

@@ -1,13 +1,19 @@
-"""HTTP-level tests of the Wappi emulator (emulators/wappi.py)."""
+"""HTTP-level tests of the Wappi emulator (emulators/wappi/)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +24,7 @@ from emulators.wappi import WappiEmulator
 TOKEN = "test-token"
 PROFILE = "a1b2c3d4-e5f6"
 PHONE = "79115576367"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
@@ -432,3 +439,33 @@ def test_chat_faults_fail_one_chat_and_cross_answers(emulator: WappiEmulator, ht
     assert requests.get(ctl(emulator, "chat_faults"), timeout=5).json()["crossed"] == 1
     unknown = requests.post(ctl(emulator, "chat_faults"), json={"nope": 1}, timeout=5)
     assert unknown.status_code == 400
+
+
+def test_command_line_serves_until_sigterm() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulators.wappi", "--host", "127.0.0.1", "--port", str(port),
+         "--token", "cli-token", "--profile", PROFILE],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline().strip()
+        status = requests.get(f"http://127.0.0.1:{port}/api/sync/get/status", params={"profile_id": PROFILE},
+                              headers={"Authorization": "cli-token"}, timeout=5)
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert banner == f"Wappi emulator listening on http://127.0.0.1:{port}"
+    assert status.status_code == 200 and status.json()["profile_id"] == PROFILE
+    assert exit_code == 0

@@ -6,6 +6,7 @@ import argparse
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from infra.logging import configure_from_settings
 from settings import get_settings
 from web.app import application
 
@@ -24,8 +25,6 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args()
-    from infra.logging import configure_from_settings
-
     configure_from_settings()
     port = args.port or get_settings().web_port
     server = make_server(args.host, port, application, server_class=ThreadingWSGIServer, handler_class=QuietHandler)

@@ -18,7 +18,15 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from celeryconfig import redbeat_key_prefix
+from clients.wappi import get_client
+from db.session import session_scope
+from infra.redis import get_redis
+from pipeline.ops import health, stats
+from pipeline.profiles import ensure_profile
+from pipeline.webhook import WebhookError, store_webhook, webhook_messages
 from settings import get_settings
+from tasks.chains import start_conversations
 
 log = logging.getLogger(__name__)
 MAX_BODY = 5 * 1024 * 1024  # a webhook with a voice note inlines it as base64
@@ -33,32 +41,18 @@ def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> I
 
 
 def health_view() -> tuple[bool, dict[str, Any]]:
-    from clients.wappi import get_client
-    from db.session import session_scope
-    from infra.redis import get_redis
-    from pipeline.ops import health
-
     settings = get_settings()
-    from celeryconfig import redbeat_key_prefix
 
     return health(session_scope, get_redis(), lambda profile_id: get_client(profile_id).get_status(),
                   poll_interval=settings.poll_interval, redbeat_prefix=redbeat_key_prefix)
 
 
 def stats_view() -> dict[str, Any]:
-    from db.session import session_scope
-    from infra.redis import get_redis
-    from pipeline.ops import stats
-
     with session_scope() as session:
         return stats(session, get_redis(), get_settings().timezone)
 
 
 def webhook_view(environ: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    from db.session import session_scope
-    from pipeline.intake import WebhookError, ensure_profile, store_webhook, webhook_messages
-    from tasks.chains import start_conversations
-
     settings = get_settings()
     if not settings.webhook_secret:
         return "404 Not Found", {"error": "the webhook is disabled (WEBHOOK_SECRET is not set)"}
@@ -81,9 +75,9 @@ def webhook_view(environ: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return "400 Bad Request", {"error": f"invalid body: {exc}"}
     with session_scope() as session:
         profile_id = ensure_profile(session, settings).id
-    # Items are handled one by one: a bad item is logged and kept as a dead letter, never a 500.
-    to_answer = store_webhook(session_scope, profile_id, items, stale_after=settings.stale_after_minutes * 60,
-                              human_pause=timedelta(hours=settings.human_pause_hours))
+        # Items are handled one by one: a bad item is logged and kept as a dead letter, never a 500.
+        to_answer = store_webhook(session, profile_id, items, stale_after=settings.stale_after_minutes * 60,
+                                  human_pause=timedelta(hours=settings.human_pause_hours))
     start_conversations(to_answer)
     return "200 OK", {"status": "ok", "accepted": len(items), "new": len(to_answer)}
 

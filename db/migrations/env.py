@@ -18,8 +18,7 @@ target_metadata = Base.metadata
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=database_url_only(), target_metadata=target_metadata,
-                      literal_binds=True, render_as_batch=True)
+    context.configure(url=database_url_only(), target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -27,8 +26,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(database_url_only())
     with engine.connect() as connection:
-        # Batch mode lets later migrations alter SQLite tables (it copies them).
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -35,8 +35,8 @@ def main() -> int:
     os.environ.setdefault("WAPPI_PROFILE_ID", "00000000-0000")
 
     from clients.gemini import GeminiError, build_client
-    from pipeline.classification import VERDICT_SCHEMA, InvalidVerdict, parse_verdict
-    from pipeline.conversation import Turn, contact_data, to_contents
+    from pipeline.classify import VERDICT_SCHEMA, InvalidVerdict, parse_verdict
+    from pipeline.history import Turn, contact_data, to_contents
     from prompts import render
     from settings import get_settings
 

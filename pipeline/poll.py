@@ -1,4 +1,4 @@
-"""Intake: turn what Wappi shows into stored messages, once each, and say which ones to answer.
+"""Stage `poll`: read what changed in Wappi, store it, and say which messages start a conversation.
 
 Poll cost grows with the chats that changed, not with all chats: `chats/get` is read newest
 first and stops at the watermark, and `messages/get` is called only for a chat whose newest
@@ -6,52 +6,53 @@ message id or unread count differs from what was stored on its contact. The rece
 changed chat is compared with the provider ids already stored, so a message delivered late (it
 carries the time it was written and sorts before our reply) is still seen.
 
-One bad message costs only itself: each is stored in its own savepoint, and one that cannot be
-read or stored becomes an `intake.message` dead letter (payload masked). A chat whose history
-keeps failing is retried with backoff from `chat_poll_failures`, and the watermark moves on.
+A chat whose history keeps failing is retried with backoff from `chat_poll_failures`, and the
+watermark moves on. A profile Wappi refuses is polled ever more rarely until it is back.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from clients.wappi import Dialog, WappiClient, WappiError, WappiMessage, parse_message
-from db.models import ChatPollFailure, Contact, DeadLetter, Message, Profile
-from db.session import insert_ignore
+from clients.wappi import (
+    Dialog,
+    WappiAuthError,
+    WappiClient,
+    WappiError,
+    WappiMessage,
+    WappiTransientError,
+)
+from db.models import ChatPollFailure, Contact, Message, Profile
+from db.session import SessionFactory, insert_ignore
+from domain.states import MessageStatus
 from domain.text import clean_text
 from infra.logging import mask_phone
-from pipeline.contacts import add_to_whitelist, note_message, upsert_contact
+from infra.redis import get_redis, key
+from pipeline.contacts import upsert_contact
+from pipeline.inbound import PROVIDER_ID_CHARS, is_history, record_rejected, store_one
+from pipeline.profiles import active_profiles, down_reason, ensure_profile, mark_profile, refusal_reason
 from settings import Settings
-
-__all__ = ["clean_text"]  # re-exported: the rule the intake applies to every stored text
 
 log = logging.getLogger(__name__)
 
 CHATS_PAGE = 100
 MESSAGES_PAGE = 50
-ANSWERABLE_TYPES = frozenset({"chat", "text"})
-VOICE_TYPES = frozenset({"ptt", "audio"})
-CAPTIONED_TYPES = frozenset({"image", "document", "video"})
-PROVIDER_ID_CHARS = 128  # messages.provider_message_id, contacts.chat_id
-TYPE_CHARS = 32  # messages.type
 FAILURE_BACKOFF_FIRST = 5.0  # seconds before the first retry of a failing chat; doubles each time
 FAILURE_BACKOFF_MAX = 300.0
 FAILURE_ALERT = 3  # failures in a row after which a chat is reported in /health and logged as an error
-REJECT_PAYLOAD_CHARS = 20_000
-REJECTED_TASK = "intake.message"
-LATE_CAP = 24 * 3600.0  # a message delivered late to Wappi is answered if written at most this long ago
+OVERDUE_GRACE = timedelta(seconds=30)  # a live timer fires on time; one this late has lost its worker
+BACKOFF_MAX = 300.0  # a profile Wappi refuses is polled at most this rarely (s) until it is back
 
 
 @dataclass(frozen=True)
@@ -61,48 +62,6 @@ class PollResult:
     stored: int
     to_answer: list[int]
     chats_failed: int = 0
-
-
-_whitelist_applied: set[tuple[str, tuple[str, ...]]] = set()
-
-
-def ensure_profile(session: Session, settings: Settings) -> Profile:
-    """The profile from the environment, created on first use. WHITELIST is applied once per
-    process start (numbers added to it since are added; removing one stays a CLI action, so a
-    number removed with the CLI but left in WHITELIST comes back at the next start)."""
-    insert_ignore(session, Profile, {"provider": "wappi", "profile_id": settings.wappi_profile_id,
-                                     "name": settings.profile_name, "active": True}, ["profile_id"])
-    profile = session.scalars(select(Profile).where(
-        Profile.profile_id == settings.wappi_profile_id)).one()
-    applied = (settings.wappi_profile_id, tuple(settings.whitelist))
-    if applied not in _whitelist_applied:
-        added = [phone for phone in settings.whitelist
-                 if add_to_whitelist(session, profile.id, phone, note="from WHITELIST")]
-        if added:
-            log.info("WHITELIST: %d number(s) added: %s", len(added), ", ".join(added))
-        session.flush()
-        _whitelist_applied.add(applied)
-    return profile
-
-
-def masked_payload(item: Any) -> str:
-    """A payload as it may be kept: JSON, phones masked, control characters out, bounded."""
-    text = json.dumps(item, ensure_ascii=False, default=repr, sort_keys=True)
-    return clean_text(mask_phone(text))[:REJECT_PAYLOAD_CHARS]
-
-
-def record_rejected(session: Session, profile_id: int, source: str, item: Any, error: str) -> None:
-    """Keep a message that could not be read or stored as an `intake.message` dead letter, once."""
-    payload = masked_payload(item)
-    digest = hashlib.sha1(f"{profile_id}:{payload}".encode(), usedforsecurity=False).hexdigest()
-    reason = clean_text(mask_phone(error))[:2000]
-    created = insert_ignore(session, DeadLetter, {
-        "task_name": REJECTED_TASK, "task_id": f"intake:{digest}", "args": [payload],
-        "kwargs": {"source": source, "profile_id": profile_id}, "queue": "", "chain": None,
-        "exception": reason, "traceback": "", "attempts": 1,
-    }, ["task_id"])
-    if created is not None:
-        log.warning("%s: a message could not be stored (dead letter %d): %s", source, created, reason)
 
 
 def cursor_of(message_id: str) -> str:
@@ -188,88 +147,6 @@ def _new_messages(session: Session, wappi: WappiClient, profile_id: int, dialog:
     return list(reversed(collected.values())), rejected, shown
 
 
-def store_message(session: Session, profile: Profile, contact: Contact, message: WappiMessage,
-                  *, now: float, history: bool, human_pause: timedelta | None = None) -> int | None:
-    """Store one Wappi message once. Returns the row id when it is a new customer message to answer.
-
-    `history` marks messages that were there before the product first started: recorded, never
-    answered. Text is stored without control characters (NUL, which PostgreSQL refuses, and the
-    like); every other character, emoji and RTL marks included, is kept.
-    """
-    text = message.text if message.type in ANSWERABLE_TYPES else ""
-    if message.type in CAPTIONED_TYPES:
-        text = message.caption  # an image or document with a caption goes on as the caption's text
-    text = clean_text(text)
-    if message.from_me:
-        direction, author, status = "out", ("bot" if message.from_api else "phone"), "sent"
-    else:
-        direction, author = "in", "customer"
-        # Text, a voice note (transcribed first) or a captioned file is answered; stickers,
-        # reactions, locations, contacts and empty bodies are recorded only.
-        answerable = message.type in VOICE_TYPES or bool(text.strip())
-        if history:
-            status = "history"
-        elif not answerable:
-            status = "skipped"
-        else:
-            status = "received"
-    sent_at = datetime.fromtimestamp(message.time or now, UTC)
-    if status == "received":
-        # A late message (written while the customer's phone was offline) carries its writing
-        # time and may sort before our reply; in the conversation it comes where we received it,
-        # so that the model answers it as the customer's newest words.
-        newest = session.scalar(select(func.max(Message.sent_at)).where(Message.contact_id == contact.id))
-        if newest is not None and newest > sent_at:
-            sent_at = newest
-    row_id = insert_ignore(session, Message, {
-        "profile_id": profile.id, "contact_id": contact.id, "provider_message_id": message.id,
-        "direction": direction, "author": author, "type": clean_text(message.type)[:TYPE_CHARS],
-        "text": text, "is_voice": message.type in VOICE_TYPES, "status": status, "sent_at": sent_at,
-    }, ["profile_id", "provider_message_id"])
-    if row_id is None:
-        return None
-    if status == "received" and message.type in VOICE_TYPES:
-        from pipeline.voice import save_voice_media  # the webhook's inline audio, or the file's name and size
-
-        save_voice_media(session, row_id, message)
-    note_message(session, contact, author, sent_at, text=text, history=history, human_pause=human_pause)
-    return row_id if status == "received" else None
-
-
-def store_one(session: Session, profile: Profile, contact: Contact, message: WappiMessage, *, source: str,
-              now: float, history: bool, human_pause: timedelta | None) -> int | None:
-    """`store_message` in its own savepoint: a message that cannot be stored becomes a dead
-    letter and the others go on. A database that is down is no message's fault: that raises."""
-    try:
-        with session.begin_nested():
-            return store_message(session, profile, contact, message, now=now, history=history,
-                                 human_pause=human_pause)
-    except OperationalError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any surprise in one message costs only that message
-        record_rejected(session, profile.id, source, dict(message.raw) or {"id": message.id},
-                        f"{type(exc).__name__}: {exc}")
-        return None
-
-
-def _is_history(message: WappiMessage, *, first_start: bool, boundary: int | None, now: float,
-                stale_after: float, previous_poll: float | None) -> bool:
-    """On first start everything is history; a chat first seen later keeps as history what was
-    sent before the first start. A customer message written more than `stale_after` ago is
-    recorded, not answered, when it came while we were down: it is newer than our previous
-    successful poll (`previous_poll`), so we would have seen it in time had we been up. One
-    written before that poll that we had not seen was delivered late to Wappi (the customer's
-    phone was offline): it is answered, if written at most LATE_CAP (24 h) ago. With no previous
-    poll known, every message older than `stale_after` is recorded only."""
-    if first_start or boundary is None or (0 < message.time < boundary):
-        return True
-    if message.from_me or not 0 < message.time < now - stale_after:
-        return False
-    if previous_poll is None or message.time >= previous_poll:
-        return True  # we were down
-    return message.time < now - LATE_CAP
-
-
 def _record_chat_failure(session: Session, profile_id: int, dialog: Dialog, exc: Exception,
                          now: datetime) -> ChatPollFailure:
     insert_ignore(session, ChatPollFailure, {
@@ -287,7 +164,7 @@ def _record_chat_failure(session: Session, profile_id: int, dialog: Dialog, exc:
     return row
 
 
-def poll_profile(sessions: Callable[[], AbstractContextManager[Session]], wappi: WappiClient,
+def poll_profile(sessions: SessionFactory, wappi: WappiClient,
                  profile_id: int, start: Callable[[list[int]], None], *, now: float | None = None,
                  stale_after: float = 600.0, human_pause: timedelta | None = None,
                  chats_page: int = CHATS_PAGE) -> PollResult:
@@ -325,7 +202,7 @@ def poll_profile(sessions: Callable[[], AbstractContextManager[Session]], wappi:
                     record_rejected(session, profile.id, "poll", item, reason)
                 new_ids: list[int] = []
                 for message in messages:
-                    history = _is_history(message, first_start=first_start, boundary=boundary, now=now,
+                    history = is_history(message, first_start=first_start, boundary=boundary, now=now,
                                           stale_after=stale_after, previous_poll=previous_poll)
                     row_id = store_one(session, profile, contact, message, source="poll", now=now,
                                        history=history, human_pause=human_pause)
@@ -382,74 +259,98 @@ def overdue_bursts(session: Session, before: datetime, limit: int = 100) -> list
     for contact in contacts:
         contact.batch_due_at = None
         message_id = session.scalar(select(Message.id).where(
-            Message.contact_id == contact.id, Message.status == "received").order_by(Message.id.desc()).limit(1))
+            Message.contact_id == contact.id, Message.status == MessageStatus.RECEIVED)
+            .order_by(Message.id.desc()).limit(1))
         if message_id is not None:
             newest.append(message_id)
     return newest
 
 
-WEBHOOK_TYPES_STORED = frozenset({"incoming_message", "outgoing_message_phone", "outgoing_message_api"})
+def backoff_delay(failures: int, interval: float) -> float:
+    """Seconds until a refused profile is polled again: the poll interval, doubled per failure in a
+    row, at most BACKOFF_MAX."""
+    return min(BACKOFF_MAX, max(interval, 1.0) * 2 ** max(failures - 1, 0))
 
 
-class WebhookError(ValueError):
-    """The webhook body is not a Wappi envelope; the message says what is wrong."""
+def _backing_off(profile_id: str) -> bool:
+    until = get_redis().hget(key("poll-backoff", profile_id), "until")
+    return until is not None and float(until) > datetime.now(UTC).timestamp()
 
 
-def webhook_messages(payload: object) -> list[object]:
-    """The items of a webhook: `{"messages": [...]}`, `{"messages": {...}}` or a bare object.
-    Items are checked one by one later; a body with no message object at all is refused."""
-    if not isinstance(payload, dict):
-        raise WebhookError("the body is not a JSON object")
-    items = payload.get("messages", payload)
-    if isinstance(items, dict):
-        items = [items]
-    if not isinstance(items, list) or (items and not any(isinstance(item, dict) for item in items)):
-        raise WebhookError("`messages` is neither an object nor a list of objects")
-    return items
-
-
-def store_webhook(sessions: Callable[[], AbstractContextManager[Session]], profile_id: int,
-                  items: list[object], *, now: float | None = None, stale_after: float = 600.0,
-                  human_pause: timedelta | None = None) -> list[int]:
-    """Store the messages of one webhook, exactly like the poll would (deduplicated with it), and
-    return the new customer messages to answer. Delivery and status events are ignored. Items are
-    handled one by one: a bad one is logged and kept as a dead letter, the others are stored."""
-    now = time.time() if now is None else now
-    to_answer: list[int] = []
+def _refused(sessions: SessionFactory, wappi: WappiClient, exc: WappiAuthError, interval: float) -> None:
+    """Wappi refuses this profile (not authorized, not paid): poll it ever more rarely, mark it down
+    (so /health says why and sends are held), and log once per change, not every tick."""
+    client = get_redis()
+    backoff_key = key("poll-backoff", wappi.profile_id)
+    failures = int(client.hincrby(backoff_key, "failures", 1))
+    delay = backoff_delay(failures, interval)
+    client.hset(backoff_key, "until", str(datetime.now(UTC).timestamp() + delay))
+    reason = refusal_reason(exc.status_code)
     with sessions() as session:
-        profile = session.get(Profile, profile_id)
-        assert profile is not None
-        boundary = profile.history_boundary
-        previous_poll = profile.last_poll_at.timestamp() if profile.last_poll_at is not None else None
-        for position, item in enumerate(items):
-            if not isinstance(item, dict):
-                log.warning("webhook: item %d is not an object; skipped", position)
-                continue
-            kind = item.get("wh_type") or "incoming_message"
-            if not isinstance(kind, str) or kind not in WEBHOOK_TYPES_STORED:
-                continue
-            try:
-                message = parse_message(item)
-            except Exception as exc:  # noqa: BLE001 - one unreadable item costs only itself
-                log.warning("webhook: item %d skipped: %s", position, exc)
-                record_rejected(session, profile.id, "webhook", item, f"{type(exc).__name__}: {exc}")
-                continue
-            if not message.is_person or not message.phone.isdigit():
-                continue  # groups, channels, broadcasts, status updates, an @lid without a phone
-            try:
-                with session.begin_nested():
-                    contact = upsert_contact(session, profile.id, message.phone, f"{message.phone}@c.us",
-                                             push_name=message.sender_name if not message.from_me else "",
-                                             full_name=message.contact_name if not message.from_me else "")
-            except OperationalError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a contact that cannot be stored skips its item
-                record_rejected(session, profile.id, "webhook", item, f"{type(exc).__name__}: {exc}")
-                continue
-            history = _is_history(message, first_start=False, boundary=boundary, now=now,
-                                  stale_after=stale_after, previous_poll=previous_poll)
-            row_id = store_one(session, profile, contact, message, source="webhook", now=now,
-                               history=history, human_pause=human_pause)
-            if row_id is not None:
-                to_answer.append(row_id)
-    return to_answer
+        changed = mark_profile(session, wappi.profile_id, reason, datetime.now(UTC))
+    if failures == 1 or changed:
+        log.error("poll of profile %s refused by Wappi (%s): %s; polling backs off (up to %.0f s)",
+                  wappi.profile_id, reason, exc, BACKOFF_MAX)
+    else:
+        log.debug("poll of profile %s still refused (%d in a row); next try in %.0f s",
+                  wappi.profile_id, failures, delay)
+
+
+def _recovered(sessions: SessionFactory, wappi: WappiClient) -> None:
+    """The first good poll after a refusal: stop backing off, and record the profile's real state."""
+    client = get_redis()
+    backoff_key = key("poll-backoff", wappi.profile_id)
+    if not client.exists(backoff_key):
+        return
+    client.delete(backoff_key)
+    try:
+        reason = down_reason(wappi.get_status())
+    except WappiError as exc:
+        log.warning("poll of profile %s works again, but its status could not be read: %s", wappi.profile_id, exc)
+        return
+    with sessions() as session:
+        mark_profile(session, wappi.profile_id, reason, datetime.now(UTC))
+    log.warning("poll of profile %s works again", wappi.profile_id)
+
+
+def run_poll(sessions: SessionFactory, settings: Settings, wappi_for: Callable[[str], WappiClient],
+             start: Callable[[list[int]], None]) -> int:
+    """Poll every active profile, each chat in its own transaction; hand the new customer messages
+    to `start` after each commit, and restart bursts whose timers died. Returns how many started."""
+    started = 0
+    with sessions() as session:
+        ensure_profile(session, settings)
+        provider_ids = active_profiles(session)
+    for profile_db_id, provider_id in provider_ids.items():
+        if _backing_off(provider_id):
+            continue
+        wappi = wappi_for(provider_id)
+        try:
+            result = poll_profile(sessions, wappi, profile_db_id, start,
+                                  stale_after=settings.stale_after_minutes * 60,
+                                  human_pause=timedelta(hours=settings.human_pause_hours))
+        except SoftTimeLimitExceeded:
+            # What was stored is committed chat by chat; the next tick goes on from there.
+            log.warning("poll of profile %s ran out of time; the next poll continues", provider_id)
+            break
+        except WappiAuthError as exc:
+            _refused(sessions, wappi, exc, settings.poll_interval)
+            continue
+        except WappiError as exc:
+            # chats/get failed: nothing moved (chat cursors, watermark); the next poll reads again.
+            level = logging.WARNING if isinstance(exc, WappiTransientError) else logging.ERROR
+            log.log(level, "poll of profile %s failed: %s", provider_id, exc)
+            continue
+        _recovered(sessions, wappi)
+        started += len(result.to_answer)
+        get_redis().set(key("last-poll-ok", provider_id), datetime.now(UTC).isoformat())
+        if result.chats_changed:
+            log.info("poll %s: %d chats changed, %d messages stored, %d to answer, %d chats failed",
+                     provider_id, result.chats_changed, result.stored, len(result.to_answer),
+                     result.chats_failed)
+    with sessions() as session:
+        overdue = overdue_bursts(session, datetime.now(UTC) - OVERDUE_GRACE)
+    if overdue:
+        log.warning("poll: restarting %d bursts whose timers died with their workers", len(overdue))
+        start(overdue)
+    return started

@@ -1,4 +1,4 @@
-"""Lead classification: is this contact a potential client (true), not one (false), or unclear (null)?
+"""Stage `classify`: is this contact a potential client (true), not one (false), or unclear (null)?
 
 Only a confident "not a lead" leaves a contact unanswered. An undecided one is answered in a
 neutral, clarifying tone and classified again on its next message (`ANSWER_UNDECIDED=true`, the
@@ -10,19 +10,25 @@ empty/blocked answer is invalid, asked once more, and then leaves the contact un
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from clients.gemini import GeminiClient, GeminiEmptyAnswerError
+from clients.gemini import GeminiClient, GeminiEmptyAnswerError, json_object
 from db.models import Contact, Message
-from pipeline.conversation import contact_data_of, conversation_turns, record_usage, to_contents
+from db.session import SessionFactory
+from domain.states import Direction, MessageStatus, UsagePurpose
+from pipeline.contacts import waiting_contact
+from pipeline.history import contact_data_of, conversation_turns, to_contents
+from pipeline.locks import contact_turn
+from pipeline.usage import record_usage
 from prompts import render
+from settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +57,9 @@ class Verdict:
 
 def parse_verdict(text: str) -> Verdict:
     try:
-        data = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise InvalidVerdict(f"not JSON: {text[:80]!r}") from exc
-    if not isinstance(data, dict):
-        raise InvalidVerdict("not a JSON object")
+        data = json_object(text)
+    except ValueError as exc:
+        raise InvalidVerdict(str(exc)) from exc
     is_client = data.get("is_client", "missing")
     if is_client is not None and not isinstance(is_client, bool):
         raise InvalidVerdict(f"is_client must be true, false or null, not {is_client!r}")
@@ -83,16 +87,18 @@ def classify_input(session: Session, contact_id: int, *, history_limit: int,
     contact = session.get(Contact, contact_id)
     assert contact is not None
     inbound = session.scalar(select(func.count(Message.id)).where(
-        Message.contact_id == contact_id, Message.direction == "in",
-        Message.status.notin_(("history", "skipped")))) or 0
+        Message.contact_id == contact_id, Message.direction == Direction.IN,
+        Message.status.notin_((MessageStatus.HISTORY, MessageStatus.SKIPPED)))) or 0
     system = render("moderator", business_name=business_name)  # the same for every contact
     contents = to_contents(conversation_turns(session, contact_id, history_limit), contact_data_of(contact))
     return ClassifyInput(contact_id=contact_id, inbound_count=int(inbound), system_instruction=system,
                          contents=contents)
 
 
-def ask_verdict(session_factory: Any, gemini: GeminiClient, data: ClassifyInput, model: str) -> Verdict | None:
-    """Ask the model; an invalid answer is asked once more, then the contact stays undecided."""
+def ask_verdict(sessions: SessionFactory, gemini: GeminiClient, data: ClassifyInput,
+                model: str) -> Verdict | None:
+    """Ask the model; an invalid answer is asked once more, then the contact stays undecided. Each
+    call's usage is written in its own transaction, outside any lock on the contact's rows."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             answer = gemini.generate(data.contents, system_instruction=data.system_instruction,
@@ -100,8 +106,8 @@ def ask_verdict(session_factory: Any, gemini: GeminiClient, data: ClassifyInput,
         except GeminiEmptyAnswerError as exc:
             log.warning("classify contact %s: attempt %d got no answer: %s", data.contact_id, attempt, exc)
             continue
-        with session_factory() as session:
-            record_usage(session, "classify", answer, data.contact_id)
+        with sessions() as session:
+            record_usage(session, UsagePurpose.CLASSIFY, answer, data.contact_id)
         try:
             return parse_verdict(answer.text)
         except InvalidVerdict as exc:
@@ -124,14 +130,20 @@ def decide(verdict: Verdict | None, inbound_count: int, *, min_messages: int, mi
     return None
 
 
-def gate(decided: bool | None, *, answer_undecided: bool) -> str:
-    """What happens to the message: "answer" (a lead), "clarify" (undecided: answered neutrally,
-    classified again next time), "wait" (undecided, strict mode) or "ignore" (not a lead)."""
+class Outcome(StrEnum):
+    ANSWER = "answer"  # a lead
+    CLARIFY = "clarify"  # undecided: answered neutrally, classified again next time
+    WAIT = "wait"  # undecided, strict mode (ANSWER_UNDECIDED=false)
+    IGNORE = "ignore"  # not a lead
+
+
+def gate(decided: bool | None, *, answer_undecided: bool) -> Outcome:
+    """What happens to the message, given the verdict that counts now."""
     if decided is True:
-        return "answer"
+        return Outcome.ANSWER
     if decided is False:
-        return "ignore"
-    return "clarify" if answer_undecided else "wait"
+        return Outcome.IGNORE
+    return Outcome.CLARIFY if answer_undecided else Outcome.WAIT
 
 
 def store_verdict(session: Session, contact_id: int, verdict: Verdict | None, decided: bool | None) -> None:
@@ -146,9 +158,45 @@ def store_verdict(session: Session, contact_id: int, verdict: Verdict | None, de
                     .values(**values))
 
 
-def park_message(session: Session, message_id: int, status: str) -> None:
+def park_message(session: Session, message_id: int, status: MessageStatus) -> None:
     """Take a message out of the answering path: `waiting` (undecided contact) or `ignored` (not a lead).
 
     A waiting message stays in the conversation and is answered together with a later one."""
-    session.execute(update(Message).where(Message.id == message_id, Message.status == "received")
+    session.execute(update(Message).where(Message.id == message_id, Message.status == MessageStatus.RECEIVED)
                     .values(status=status))
+
+
+def run_classify(sessions: SessionFactory, gemini: GeminiClient, message_id: int, settings: Settings) -> int | None:
+    """Classify the contact of `message_id` (once it has a verdict that counts, never again) and say
+    whether the chain goes on to `respond`: the message id, or None. One step per contact at a time;
+    the model is called outside any transaction."""
+    with sessions() as session:
+        contact_id = waiting_contact(session, message_id)
+    if contact_id is None:
+        return None
+    with contact_turn(contact_id):
+        with sessions() as session:
+            contact = session.get(Contact, contact_id)
+            assert contact is not None
+            if contact.is_client is True:
+                return message_id
+            if contact.is_client is False:
+                park_message(session, message_id, MessageStatus.IGNORED)
+                return None
+            data = classify_input(session, contact_id, history_limit=settings.history_limit,
+                                  business_name=settings.business_name)
+        verdict = ask_verdict(sessions, gemini, data, settings.gemini_classify_model)
+        decided = decide(verdict, data.inbound_count, min_messages=settings.classify_min_messages,
+                         min_confidence=settings.classify_min_confidence,
+                         answer_undecided=settings.answer_undecided)
+        outcome = gate(decided, answer_undecided=settings.answer_undecided)
+        with sessions() as session:
+            store_verdict(session, contact_id, verdict, decided)
+            log.info("classify contact %s: verdict %s (confidence %s, %d messages) -> %s", contact_id,
+                     verdict.is_client if verdict else "invalid", verdict.confidence if verdict else "-",
+                     data.inbound_count, outcome)
+            if outcome in (Outcome.ANSWER, Outcome.CLARIFY):
+                return message_id
+            park_message(session, message_id,
+                         MessageStatus.IGNORED if outcome == Outcome.IGNORE else MessageStatus.WAITING)
+            return None

@@ -1,0 +1,164 @@
+"""Inbound messages: how a message a channel shows is stored (once, cleaned, with its status), the
+rule that says which ones are answered, and the bookkeeping of a message on its way to an answer.
+
+Poll and webhook both store through `store_one`, so they deduplicate against each other. One bad
+message costs only itself: each is stored in its own savepoint, and one that cannot be read or
+stored becomes an `intake.message` dead letter (payload masked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from clients.wappi import WappiMessage
+from db.models import Contact, DeadLetter, Message, Profile
+from db.session import insert_ignore
+from domain.states import Author, Direction, MessageStatus
+from domain.text import clean_text
+from infra.logging import mask_phone
+from pipeline.contacts import note_message
+from pipeline.voice_media import save_voice_media
+from settings import get_settings
+
+log = logging.getLogger(__name__)
+
+ANSWERABLE_TYPES = frozenset({"chat", "text"})
+VOICE_TYPES = frozenset({"ptt", "audio"})
+CAPTIONED_TYPES = frozenset({"image", "document", "video"})
+PROVIDER_ID_CHARS = 128  # messages.provider_message_id, contacts.chat_id
+TYPE_CHARS = 32  # messages.type
+REJECT_PAYLOAD_CHARS = 20_000
+REJECTED_TASK = "intake.message"
+LATE_CAP = 24 * 3600.0  # a message delivered late to Wappi is answered if written at most this long ago
+
+
+def masked_payload(item: Any) -> str:
+    """A payload as it may be kept: JSON, phones masked, control characters out, bounded."""
+    text = json.dumps(item, ensure_ascii=False, default=repr, sort_keys=True)
+    return clean_text(mask_phone(text))[:REJECT_PAYLOAD_CHARS]
+
+
+def record_rejected(session: Session, profile_id: int, source: str, item: Any, error: str) -> None:
+    """Keep a message that could not be read or stored as an `intake.message` dead letter, once."""
+    payload = masked_payload(item)
+    digest = hashlib.sha1(f"{profile_id}:{payload}".encode(), usedforsecurity=False).hexdigest()
+    reason = clean_text(mask_phone(error))[:2000]
+    created = insert_ignore(session, DeadLetter, {
+        "task_name": REJECTED_TASK, "task_id": f"intake:{digest}", "args": [payload],
+        "kwargs": {"source": source, "profile_id": profile_id}, "queue": "", "chain": None,
+        "exception": reason, "traceback": "", "attempts": 1,
+    }, ["task_id"])
+    if created is not None:
+        log.warning("%s: a message could not be stored (dead letter %d): %s", source, created, reason)
+
+
+def store_message(session: Session, profile: Profile, contact: Contact, message: WappiMessage,
+                  *, now: float, history: bool, human_pause: timedelta | None = None) -> int | None:
+    """Store one Wappi message once. Returns the row id when it is a new customer message to answer.
+
+    `history` marks messages that were there before the product first started: recorded, never
+    answered. Text is stored without control characters (NUL, which PostgreSQL refuses, and the
+    like); every other character, emoji and RTL marks included, is kept.
+    """
+    text = message.text if message.type in ANSWERABLE_TYPES else ""
+    if message.type in CAPTIONED_TYPES:
+        text = message.caption  # an image or document with a caption goes on as the caption's text
+    text = clean_text(text)
+    if message.from_me:
+        direction, status = Direction.OUT, MessageStatus.SENT
+        author = Author.BOT if message.from_api else Author.PHONE
+    else:
+        direction, author = Direction.IN, Author.CUSTOMER
+        # Text, a voice note (transcribed first) or a captioned file is answered; stickers,
+        # reactions, locations, contacts and empty bodies are recorded only.
+        answerable = message.type in VOICE_TYPES or bool(text.strip())
+        if history:
+            status = MessageStatus.HISTORY
+        elif not answerable:
+            status = MessageStatus.SKIPPED
+        else:
+            status = MessageStatus.RECEIVED
+    sent_at = datetime.fromtimestamp(message.time or now, UTC)
+    if status == MessageStatus.RECEIVED:
+        # A late message (written while the customer's phone was offline) carries its writing
+        # time and may sort before our reply; in the conversation it comes where we received it,
+        # so that the model answers it as the customer's newest words.
+        newest = session.scalar(select(func.max(Message.sent_at)).where(Message.contact_id == contact.id))
+        if newest is not None and newest > sent_at:
+            sent_at = newest
+    row_id = insert_ignore(session, Message, {
+        "profile_id": profile.id, "contact_id": contact.id, "provider_message_id": message.id,
+        "direction": direction, "author": author, "type": clean_text(message.type)[:TYPE_CHARS],
+        "text": text, "is_voice": message.type in VOICE_TYPES, "status": status, "sent_at": sent_at,
+    }, ["profile_id", "provider_message_id"])
+    if row_id is None:
+        return None
+    if status == MessageStatus.RECEIVED and message.type in VOICE_TYPES:
+        # The webhook's inline audio, or the file's name and size.
+        save_voice_media(session, row_id, message, max_bytes=get_settings().max_audio_bytes)
+    note_message(session, contact, author, sent_at, text=text, history=history, human_pause=human_pause)
+    return row_id if status == MessageStatus.RECEIVED else None
+
+
+def store_one(session: Session, profile: Profile, contact: Contact, message: WappiMessage, *, source: str,
+              now: float, history: bool, human_pause: timedelta | None) -> int | None:
+    """`store_message` in its own savepoint: a message that cannot be stored becomes a dead
+    letter and the others go on. A database that is down is no message's fault: that raises."""
+    try:
+        with session.begin_nested():
+            return store_message(session, profile, contact, message, now=now, history=history,
+                                 human_pause=human_pause)
+    except OperationalError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any surprise in one message costs only that message
+        record_rejected(session, profile.id, source, dict(message.raw) or {"id": message.id},
+                        f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def is_history(message: WappiMessage, *, first_start: bool, boundary: int | None, now: float,
+                stale_after: float, previous_poll: float | None) -> bool:
+    """On first start everything is history; a chat first seen later keeps as history what was
+    sent before the first start. A customer message written more than `stale_after` ago is
+    recorded, not answered, when it came while we were down: it is newer than our previous
+    successful poll (`previous_poll`), so we would have seen it in time had we been up. One
+    written before that poll that we had not seen was delivered late to Wappi (the customer's
+    phone was offline): it is answered, if written at most LATE_CAP (24 h) ago. With no previous
+    poll known, every message older than `stale_after` is recorded only."""
+    if first_start or boundary is None or (0 < message.time < boundary):
+        return True
+    if message.from_me or not 0 < message.time < now - stale_after:
+        return False
+    if previous_poll is None or message.time >= previous_poll:
+        return True  # we were down
+    return message.time < now - LATE_CAP
+
+
+# -- a received message on its way to an answer --------------------------------------------------
+
+def mark_burst_due(session: Session, message_id: int, due: datetime) -> None:
+    """Stamp every `received` message of the contact with when its chain runs next: the chain
+    carries its whole burst, and the recovery sweep leaves it alone until then."""
+    contact_id = select(Message.contact_id).where(Message.id == message_id).scalar_subquery()
+    session.execute(update(Message).where(Message.contact_id == contact_id, Message.status == MessageStatus.RECEIVED)
+                    .values(next_attempt_at=due))
+
+
+def fail_message(session: Session, message_id: int) -> None:
+    """Its chain failed for good (a dead letter): nothing sweeps it up again until a replay."""
+    session.execute(update(Message).where(Message.id == message_id, Message.status == MessageStatus.RECEIVED)
+                    .values(status=MessageStatus.FAILED))
+
+
+def reopen_message(session: Session, message_id: int) -> None:
+    """An operator replays its dead letter: the message is on its way to an answer again."""
+    session.execute(update(Message).where(Message.id == message_id, Message.status == MessageStatus.FAILED)
+                    .values(status=MessageStatus.RECEIVED))

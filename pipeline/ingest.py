@@ -1,0 +1,68 @@
+"""Stage `ingest`: decide whether and when a stored customer message is answered.
+
+Messages of one contact that arrive within the window are one burst, answered once: only the
+burst's newest message goes on, and only when its window has closed. The wait is a Defer (it costs
+no attempt); its due time is also written to the contact, so the poll restarts a burst whose worker
+died mid-window. An exact STOP opts the contact out here, before any model sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Contact, Message
+from domain.answers import is_opt_out
+from domain.batching import burst_due
+from domain.states import Direction, MessageStatus
+from pipeline.contacts import is_whitelisted, opt_out_contact
+
+
+class Action(StrEnum):
+    GO = "go"  # answer now: the chain goes on
+    WAIT = "wait"  # the burst's window is open
+    STOP = "stop"  # nothing to answer
+    NOTICE = "notice"  # send `notice_id` (the opt-out confirmation), and stop
+
+
+@dataclass(frozen=True)
+class IngestDecision:
+    action: Action
+    wait: float = 0.0
+    notice_id: int | None = None
+    reason: str = ""
+
+
+def ingest_decision(session: Session, message_id: int, now: datetime, *, window: float, max_wait: float,
+                    cap: int, opt_out_text: str) -> IngestDecision:
+    """Should this stored customer message be answered, and when?"""
+    message = session.get(Message, message_id)
+    if message is None or message.status != MessageStatus.RECEIVED or message.direction != Direction.IN:
+        return IngestDecision(Action.STOP, reason="nothing to answer")
+    # One ingest at a time decides a contact's burst.
+    contact = session.scalars(select(Contact).where(Contact.id == message.contact_id).with_for_update()).one()
+    if is_whitelisted(session, contact.profile_id, contact.phone):
+        message.status = MessageStatus.IGNORED
+        return IngestDecision(Action.STOP, reason="whitelisted")
+    if is_opt_out(message.text):
+        # The whole unanswered burst ends here: no sales reply after a STOP.
+        notice = opt_out_contact(session, contact, message, opt_out_text)
+        return IngestDecision(Action.NOTICE, notice_id=notice, reason="opted out")
+    if contact.paused_until is not None and contact.paused_until > now:
+        message.status = MessageStatus.PAUSED
+        return IngestDecision(Action.STOP, reason="a human is answering this contact")
+    burst = list(session.scalars(select(Message).where(
+        Message.contact_id == contact.id, Message.direction == Direction.IN,
+        Message.status == MessageStatus.RECEIVED).order_by(Message.id)))
+    if burst[-1].id != message.id:
+        return IngestDecision(Action.STOP, reason="a newer message answers the burst")
+    due = burst_due(burst[0].created_at, message.created_at, len(burst), window=window, max_wait=max_wait, cap=cap)
+    if due > now:
+        contact.batch_due_at = due
+        return IngestDecision(Action.WAIT, wait=(due - now).total_seconds())
+    contact.batch_due_at = None
+    return IngestDecision(Action.GO)

@@ -1,0 +1,422 @@
+"""Stage `send`: deliver one outbox row through Wappi, exactly once, within the global send limit.
+
+A row moves pending -> sending -> sent (domain.states.OUTBOX_TRANSITIONS). Everything that makes a
+row wait is a deferral (a countdown retry that costs no attempt) recorded on the row as
+`next_attempt_at`, so the recovery sweep knows the row is held: the send limit, the chat gap, an
+older row of the same chat, the settle delay of an unclear send, an offline profile.
+
+A row found in `sending` means an earlier attempt may have reached Wappi without us learning the
+outcome (a timeout, a 5xx after Wappi accepted it, a killed worker). Wappi can show an accepted
+message in the chat history seconds later, so the row is not sent again at once: the history is
+checked after a settle delay (`RECONCILE_SETTLE`) and once more later (`RECONCILE_RECHECK`), both
+counted from the last send call; only when neither check finds our copy is it sent again.
+
+Our copy is recognised on Wappi's own clock and ids: a message from us with the same text, at or
+after the row's `history_anchor` (the newest Wappi time we knew of in that chat before the first
+send), that no other outbox row has already claimed. An older identical text (the same fallback,
+the same follow-up wording) is therefore never taken for this one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from clients.wappi import (
+    SendResult,
+    WappiAuthError,
+    WappiClient,
+    WappiNotFoundError,
+    WappiRejectedError,
+    WappiTransientError,
+)
+from db.models import Contact, FollowUp, Message, Outbox, Profile, utcnow
+from db.session import SessionFactory, insert_ignore
+from domain.states import (
+    OUTBOX_UNSENT,
+    Author,
+    Direction,
+    FollowUpStatus,
+    MessageStatus,
+    OutboxKind,
+    OutboxStatus,
+    StopReason,
+)
+from infra.ratelimit import TokenBucket, chat_gap_wait
+from infra.redis import get_redis, key
+from pipeline.contacts import note_message
+from pipeline.locks import Defer, lock_seconds
+from pipeline.outbox import follow_up_chain_of
+from pipeline.profiles import down_reason, mark_profile, refusal_reason
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+SEND_LOCK_SECONDS = lock_seconds("pipeline.send")
+ORDER_WAIT = 2.0  # seconds before looking again when an older row of the chat is still unsent
+YIELD_WAIT = 15.0  # at least this long a follow-up touch waits while replies to customers are queued
+
+
+def yield_wait() -> float:
+    """A touch behind customer replies looks again after 15-30 s: the replies need the send limit
+    for a while, and jitter keeps many waiting touches from waking together."""
+    return YIELD_WAIT + random.uniform(0, YIELD_WAIT)
+
+
+class HeldTooLong(Exception):
+    """A reply waited longer than HOLD_MAX_AGE for its profile to come back: not sent (a dead letter)."""
+
+
+RECONCILE_DEPTH = 50  # newest history entries searched for our copy
+
+
+@dataclass(frozen=True)
+class Claim:
+    outbox_id: int
+    body: str
+    chat_id: str
+    phone: str
+    reply_to: str | None
+    anchor: int | None  # Wappi unix time: a delivered copy is at or after it
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Not yet: look again after `seconds`."""
+
+    seconds: float
+    reason: str
+
+
+def history_anchor(session: Session, contact_id: int) -> int | None:
+    """The newest Wappi time known in the chat (every stored message time is Wappi's)."""
+    newest = session.scalar(select(func.max(Message.sent_at)).where(Message.contact_id == contact_id))
+    return int(newest.timestamp()) if newest is not None else None
+
+
+def claim(session: Session, outbox_id: int, now: datetime) -> Claim | None:
+    """Take the row for a send call. None if it is already sent, failed for good, or missing."""
+    row = session.get(Outbox, outbox_id, with_for_update=True)
+    if row is None:
+        log.warning("send: outbox row %s does not exist", outbox_id)
+        return None
+    if row.status not in OUTBOX_UNSENT:
+        return None
+    anchor = row.history_anchor
+    if anchor is None:  # fixed before the first send call, never moved after it
+        anchor = history_anchor(session, row.contact_id)
+    session.execute(update(Outbox).where(Outbox.id == outbox_id).values(
+        status=OutboxStatus.SENDING, attempts=Outbox.attempts + 1, history_anchor=anchor, last_send_at=now,
+        next_attempt_at=None, updated_at=now))
+    contact = session.get(Contact, row.contact_id)
+    assert contact is not None
+    return Claim(outbox_id=row.id, body=row.body, chat_id=contact.chat_id, phone=contact.phone,
+                 reply_to=row.reply_to_provider_id, anchor=anchor)
+
+
+def unclear_claim(session: Session, outbox_id: int) -> tuple[Claim, datetime] | None:
+    """A row whose last send call has an unknown outcome, and when that call was made."""
+    row = session.get(Outbox, outbox_id)
+    if row is None or row.status != OutboxStatus.SENDING:
+        return None
+    contact = session.get(Contact, row.contact_id)
+    assert contact is not None
+    item = Claim(outbox_id=row.id, body=row.body, chat_id=contact.chat_id, phone=contact.phone,
+                 reply_to=row.reply_to_provider_id, anchor=row.history_anchor)
+    return item, row.last_send_at or row.updated_at
+
+
+def claimed_elsewhere(session: Session, outbox_id: int, provider_ids: Iterable[str]) -> set[str]:
+    """Which of these Wappi message ids another outbox row already stands for."""
+    ids = list(provider_ids)
+    if not ids:
+        return set()
+    return set(session.scalars(select(Outbox.provider_message_id).where(
+        Outbox.provider_message_id.in_(ids), Outbox.id != outbox_id)))
+
+
+def find_delivered(wappi: WappiClient, item: Claim,
+                   taken: Callable[[list[str]], set[str]]) -> SendResult | None:
+    """Our earlier copy of this row in the chat history, if Wappi shows it."""
+    body = item.body.strip()
+    candidates = [message for message in wappi.get_messages(item.chat_id, limit=RECONCILE_DEPTH)
+                  if message.from_me and message.text.strip() == body
+                  and (item.anchor is None or message.time >= item.anchor)]
+    if not candidates:
+        return None
+    others = taken([message.id for message in candidates])
+    for message in reversed(candidates):  # the oldest unclaimed copy after the anchor is ours
+        if message.id not in others:
+            return SendResult(message_id=message.id, task_id="", time=message.time)
+    return None
+
+
+def reconcile(wappi: WappiClient, item: Claim, last_send_at: datetime, now: datetime, *,
+              settle: float, recheck: float,
+              taken: Callable[[list[str]], set[str]]) -> SendResult | Wait | None:
+    """The outcome of an unclear send: delivered (SendResult), not yet known (Wait), or not
+    delivered (None: send again). Checks at `settle` and `recheck` seconds after the send call."""
+    elapsed = (now - last_send_at).total_seconds()
+    if elapsed < settle:
+        return Wait(settle - elapsed, "waiting for the chat history to settle")
+    found = find_delivered(wappi, item, taken)
+    if found is not None:
+        return found
+    if elapsed < recheck:
+        return Wait(recheck - elapsed, "not in the history yet; one more look before sending again")
+    return None
+
+
+def deliver(wappi: WappiClient, item: Claim) -> SendResult:
+    if item.reply_to:
+        try:
+            return wappi.reply(item.reply_to, item.body)
+        except WappiNotFoundError:
+            log.info("send: quoted message of outbox %s is gone; sending without a quote", item.outbox_id)
+    return wappi.send_message(item.phone, item.body)
+
+
+def note_unclear(session: Session, outbox_id: int, now: datetime) -> None:
+    """A send call ended without an answer: the settle delay counts from its end."""
+    session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status == OutboxStatus.SENDING).values(
+        last_send_at=now, updated_at=now))
+
+
+def note_not_sent(session: Session, outbox_id: int, now: datetime) -> None:
+    """Wappi refused the call outright (a 4xx, an offline profile): nothing went out, so nothing
+    needs reconciling, now or after a replay."""
+    session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status == OutboxStatus.SENDING).values(
+        status=OutboxStatus.PENDING, last_send_at=None, updated_at=now))
+
+
+def note_deferred(session: Session, outbox_id: int, due: datetime) -> None:
+    """Something holds this row until `due`; the recovery sweep leaves it alone until then."""
+    session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status.in_(OUTBOX_UNSENT))
+                    .values(next_attempt_at=due))
+
+
+def waits_for_older(session: Session, outbox_id: int, contact_id: int) -> bool:
+    """An older row of the same chat is still unsent: it goes first, so a chat reads in order."""
+    return session.scalar(select(Outbox.id).where(
+        Outbox.contact_id == contact_id, Outbox.id < outbox_id,
+        Outbox.status.in_(OUTBOX_UNSENT)).limit(1)) is not None
+
+
+def replies_waiting(session: Session, profile_id: int, contact_id: int) -> bool:
+    """A message to a customer (not a follow-up touch) of this profile waits to be sent. Another
+    chat's only: in its own chat the older row goes first (`waits_for_older`)."""
+    return session.scalar(select(Outbox.id).where(
+        Outbox.profile_id == profile_id, Outbox.contact_id != contact_id, Outbox.kind != OutboxKind.FOLLOW_UP,
+        Outbox.status == OutboxStatus.PENDING).limit(1)) is not None
+
+
+def stale_touch_reason(session: Session, row: Outbox, now: datetime) -> StopReason | None:
+    """Why a follow-up touch written earlier must not go out now, or None."""
+    if row.kind != OutboxKind.FOLLOW_UP:
+        return None
+    contact = session.get(Contact, row.contact_id)
+    assert contact is not None
+    if contact.opted_out:
+        return StopReason.OPTED_OUT
+    if (contact.paused_until is not None and contact.paused_until > now) or contact.last_author == Author.PHONE:
+        return StopReason.HUMAN_REPLIED
+    if contact.last_author == Author.CUSTOMER:  # a touch follows up our message, never the customer's
+        return StopReason.CLIENT_RESPONDED
+    return None
+
+
+def cancel_touch(session: Session, row: Outbox, reason: StopReason) -> None:
+    """The touch is not sent, and its chain stops with the reason."""
+    session.execute(update(Outbox).where(Outbox.id == row.id, Outbox.status == OutboxStatus.PENDING).values(
+        status=OutboxStatus.CANCELLED, error=f"not sent: {reason}", updated_at=utcnow()))
+    chain_id = follow_up_chain_of(row.idempotency_key)
+    if chain_id is not None:
+        session.execute(update(FollowUp).where(FollowUp.id == chain_id, FollowUp.status == FollowUpStatus.ACTIVE)
+                        .values(status=FollowUpStatus.STOPPED, stop_reason=reason, next_touch_at=None))
+    log.info("send: follow-up outbox %s cancelled at send time: %s", row.id, reason)
+
+
+def mark_sent(session: Session, outbox_id: int, result: SendResult) -> None:
+    row = session.get(Outbox, outbox_id)
+    assert row is not None
+    now = datetime.now(UTC)
+    # Wappi's clock, like the customer messages' times, so the conversation sorts right.
+    sent_at = datetime.fromtimestamp(result.time, UTC) if result.time else now
+    session.execute(update(Outbox).where(Outbox.id == outbox_id).values(
+        status=OutboxStatus.SENT, provider_message_id=result.message_id, sent_at=now, error=None,
+        next_attempt_at=None, updated_at=now))
+    # The poll may have stored our message already (it sees it in the chat): that row stays.
+    insert_ignore(session, Message, {
+        "profile_id": row.profile_id, "contact_id": row.contact_id,
+        "provider_message_id": result.message_id, "direction": Direction.OUT, "author": Author.BOT,
+        "type": "chat", "text": row.body, "status": MessageStatus.SENT, "sent_at": sent_at,
+    }, ["profile_id", "provider_message_id"])
+    contact = session.get(Contact, row.contact_id)
+    if contact is not None:
+        note_message(session, contact, Author.BOT, sent_at)
+        if row.kind == OutboxKind.REPLY and contact.last_author == Author.BOT:
+            contact.awaiting_follow_up = True  # the follow-up sweep watches this silence
+
+
+def mark_failed(session: Session, outbox_id: int, error: str) -> None:
+    session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status != OutboxStatus.SENT).values(
+        status=OutboxStatus.FAILED, error=error[:2000], next_attempt_at=None, updated_at=utcnow()))
+
+
+def reset_for_replay(session: Session, outbox_id: int) -> None:
+    """A failed row whose last send call had an unknown outcome goes back to `sending`, so the
+    replayed send reconciles before sending; one Wappi refused (or never sent) to `pending`."""
+    row = session.get(Outbox, outbox_id)
+    if row is None or row.status != OutboxStatus.FAILED:
+        return
+    row.status = OutboxStatus.SENDING if row.last_send_at is not None else OutboxStatus.PENDING
+    row.error = None
+    row.updated_at = utcnow()
+
+
+# -- one run of the stage ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Run:
+    """One run of `send` for one row: where its transactions come from, and the settings."""
+
+    sessions: SessionFactory
+    settings: Settings
+    outbox_id: int
+
+    def defer(self, reason: str, countdown: float) -> NoReturn:
+        """Defer the task and write down when the row is due, for the recovery sweep."""
+        with self.sessions() as session:
+            note_deferred(session, self.outbox_id, datetime.now(UTC) + timedelta(seconds=countdown))
+        raise Defer(reason, countdown=countdown)
+
+    def wait_for_limits(self, profile_id: str, contact_id: int) -> None:
+        """Defer while the chat's gap or the profile's global send limit says "not yet"."""
+        settings = self.settings
+        client = get_redis()
+        gap = chat_gap_wait(client, key("chat-gap", profile_id, contact_id),
+                            min_gap=settings.send_chat_gap_min, max_gap=settings.send_chat_gap_max)
+        if gap > 0:
+            self.defer(f"chat {contact_id} got a message moments ago", gap)
+        bucket = TokenBucket(client, key("send-bucket", profile_id),
+                             per_minute=settings.send_rate_per_minute, burst=settings.send_burst)
+        decision = bucket.take()
+        if not decision.allowed:
+            self.defer(f"profile {profile_id} is at its send limit", decision.retry_after + random.uniform(0, 0.5))
+
+    def wait_while_down(self, wappi: WappiClient, created_at: datetime, reason: str) -> None:
+        """Hold the row while its profile is down; return when it is back. One status check per
+        interval for the whole profile, however many rows are held."""
+        settings = self.settings
+        now = datetime.now(UTC)
+        age = (now - created_at).total_seconds()
+        if age > settings.hold_max_age:
+            raise HeldTooLong(f"held {age / 60:.0f} min while profile {wappi.profile_id} could not send "
+                              f"({reason}); older than HOLD_MAX_AGE ({settings.hold_max_age:.0f} s), not sent")
+        interval = max(settings.hold_check_interval, 0.5)
+        if get_redis().set(key("profile-check", wappi.profile_id), "1", nx=True, px=int(interval * 1000)):
+            current = profile_reason(wappi)
+            with self.sessions() as session:
+                mark_profile(session, wappi.profile_id, current, now)
+            if current is None:
+                return
+            reason = current
+        self.defer(f"profile {wappi.profile_id} cannot send ({reason}); held", interval)
+
+    def taken(self, provider_ids: list[str]) -> set[str]:
+        with self.sessions() as session:
+            return claimed_elsewhere(session, self.outbox_id, provider_ids)
+
+    def finish(self, result: SendResult) -> int:
+        with self.sessions() as session:
+            mark_sent(session, self.outbox_id, result)
+        return self.outbox_id
+
+
+def profile_reason(wappi: WappiClient, error: WappiAuthError | None = None) -> str | None:
+    """Ask Wappi why the profile cannot send; None when it can. A failed check keeps it down."""
+    try:
+        return down_reason(wappi.get_status())
+    except WappiAuthError as exc:
+        return refusal_reason(exc.status_code)
+    except WappiTransientError:
+        if error is not None:
+            return refusal_reason(error.status_code)
+        raise
+
+
+def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
+             wappi_for: Callable[[str], WappiClient]) -> int | None:
+    """Deliver the row, or Defer while something holds it. Returns the id once sent, None when there
+    is nothing to send (sent already, cancelled, failed for good). The caller holds the row's lock."""
+    run = _Run(sessions, settings, outbox_id)
+    now = datetime.now(UTC)
+    with sessions() as session:
+        row = session.get(Outbox, outbox_id)
+        if row is None or row.status not in OUTBOX_UNSENT:
+            return None
+        if row.status == OutboxStatus.PENDING and (stale := stale_touch_reason(session, row, now)) is not None:
+            cancel_touch(session, row, stale)
+            return None
+        profile = session.get(Profile, row.profile_id)
+        contact = session.get(Contact, row.contact_id)
+        assert profile is not None and contact is not None
+        provider_profile, contact_id, created_at = profile.profile_id, contact.id, row.created_at
+        held_for = profile.down_reason
+        older_first = waits_for_older(session, outbox_id, contact_id)
+        # Replies go before touches; the send limit is shared, so a touch gives way to them.
+        yields = row.kind == OutboxKind.FOLLOW_UP and row.status == OutboxStatus.PENDING \
+            and replies_waiting(session, profile.id, contact_id)
+    if older_first:
+        run.defer(f"an older message to chat {contact_id} goes first", ORDER_WAIT)
+    if yields:
+        run.defer("replies to customers are waiting; the touch goes after them", yield_wait())
+    wappi = wappi_for(provider_profile)
+    if held_for is not None:
+        run.wait_while_down(wappi, created_at, held_for)
+
+    # An earlier send call may have reached Wappi: look before sending again.
+    with sessions() as session:
+        unclear = unclear_claim(session, outbox_id)
+    if unclear is not None:
+        item, last_send_at = unclear
+        outcome = reconcile(wappi, item, last_send_at, datetime.now(UTC), settle=settings.reconcile_settle,
+                            recheck=settings.reconcile_recheck, taken=run.taken)
+        if isinstance(outcome, SendResult):
+            log.info("send: outbox %s was already delivered as %s; not sending again",
+                     outbox_id, outcome.message_id)
+            return run.finish(outcome)
+        if isinstance(outcome, Wait):
+            run.defer(f"outbox {outbox_id}: {outcome.reason}", outcome.seconds + random.uniform(0, 0.5))
+
+    run.wait_for_limits(provider_profile, contact_id)
+    with sessions() as session:
+        claimed = claim(session, outbox_id, datetime.now(UTC))
+    if claimed is None:
+        return None
+    try:
+        result = deliver(wappi, claimed)
+    except WappiTransientError:
+        # Wappi may have sent it: the row stays `sending`, and the next attempt reconciles after
+        # the settle delay, counted from now.
+        with sessions() as session:
+            note_unclear(session, outbox_id, datetime.now(UTC))
+        raise
+    except WappiRejectedError:
+        with sessions() as session:  # a definite no: nothing to reconcile, even after a replay
+            note_not_sent(session, outbox_id, datetime.now(UTC))
+        raise
+    except WappiAuthError as exc:
+        reason = profile_reason(wappi, exc) or "not authorized"
+        with sessions() as session:
+            note_not_sent(session, outbox_id, datetime.now(UTC))
+            mark_profile(session, provider_profile, reason, datetime.now(UTC))
+        run.defer(f"profile {provider_profile} cannot send ({reason}); held", max(settings.hold_check_interval, 0.5))
+    return run.finish(result)
