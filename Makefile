@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint eval clean
+.PHONY: demo test test-fast lint eval clean
 
 $(STAMP): pyproject.toml
 	@bash scripts/bootstrap.sh "$(PYTHON)"
@@ -13,8 +13,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
+# Both tiers (what CI runs); `make test-fast` is the unit tier alone (no worker processes).
 test: $(STAMP)
 	bash scripts/test.sh
+
+test-fast: $(STAMP)
+	bash scripts/test.sh tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ import re
 import statistics
 import time
 
+import sqlalchemy as sa
 from common import Bench, first_start, machine, push
 
 AGENT = "Рабочее время для созвонов"
@@ -26,7 +27,7 @@ def main() -> None:
     try:
         bench.workers.start("all", concurrency=4)
         first_start(bench)
-        import sqlalchemy as sa
+        # deferred: project modules read the settings at import, after the bench set them
 
         from db.session import get_engine
 

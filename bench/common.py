@@ -46,6 +46,7 @@ class Bench(Stack):
 def push(bench: Bench, phone: str, text: str) -> float:
     """A customer message made visible the way the webhook does it: stored and its chain started.
     Returns the moment it became visible (time.time())."""
+    # deferred: project modules read the settings at import, after the bench set them
     from db.session import session_scope
     from pipeline.profiles import ensure_profile
     from pipeline.webhook import store_webhook
@@ -65,6 +66,7 @@ def push(bench: Bench, phone: str, text: str) -> float:
 
 def first_start(bench: Bench) -> None:
     """Record the (empty) history boundary, as the product's first poll would."""
+    # deferred: project modules read the settings at import, after the bench set them
     from clients.wappi import build_client
     from db.session import session_scope
     from pipeline.poll import poll_profile

@@ -23,6 +23,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import requests
+import sqlalchemy as sa
 from common import KEY, PG_ADMIN, PROFILE_ID, TOKEN
 
 
@@ -36,8 +38,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1500.0)
     args = parser.parse_args()
 
-    import requests
-    import sqlalchemy as sa
+    # deferred: project modules read the settings at import, after the bench set them
 
     from devstack import Stack, wait_for
 

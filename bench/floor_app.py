@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import redis
 from celery import Celery
 
 app = Celery("floor", broker=os.environ["REDIS_URL"])
@@ -18,7 +19,5 @@ def step(value: int) -> int:
 
 @app.task(name="floor.done")
 def done(value: int) -> int:
-    import redis
-
     redis.Redis.from_url(os.environ["REDIS_URL"]).incr("floor:done")
     return value

@@ -11,6 +11,7 @@ import statistics
 import time
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from common import Bench, machine
 
 CONTACTS = 100_000
@@ -18,7 +19,7 @@ DUE = 10_000
 
 
 def main() -> None:
-    import sqlalchemy as sa
+    # deferred: project modules read the settings at import, after the bench set them
 
     from db.session import get_engine
 
@@ -42,6 +43,7 @@ def main() -> None:
                 "CASE WHEN id <= :due THEN now() - interval '1 minute' ELSE now() + interval '3 days' END, "
                 "now(), now() FROM contacts"), {"due": DUE})
             connection.execute(sa.text("ANALYZE"))
+        # deferred: project modules read the settings at import, after the bench set them
         from db.session import session_scope
         from pipeline.followup import sweep_once as sweep_in
         from settings import get_settings

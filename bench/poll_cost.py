@@ -14,6 +14,7 @@ from common import PROFILE_ID, Bench, machine
 
 
 def poll_ms(bench: Bench, chats: int) -> tuple[float, int]:
+    # deferred: project modules read the settings at import, after the bench set them
     from clients.wappi import build_client
     from db.session import dispose_engine, session_scope
     from pipeline.poll import poll_profile

@@ -15,11 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 from common import Bench, first_start, machine, push
 
 
 def floor(bench: Bench, count: int, concurrency: int) -> float:
-    import redis
+    # deferred: project modules read the settings at import, after the bench set them
     from celery import chain
 
     env = {**bench.env, "PYTHONPATH": str(Path(__file__).parent)}
@@ -30,6 +31,7 @@ def floor(bench: Bench, count: int, concurrency: int) -> float:
     try:
         sys.path.insert(0, str(Path(__file__).parent))
         os.environ["REDIS_URL"] = bench.redis.url
+        # deferred: project modules read the settings at import, after the bench set them
         import floor_app
 
         client = redis.Redis.from_url(bench.redis.url)

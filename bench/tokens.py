@@ -16,6 +16,7 @@ QUESTION = "Здравствуйте! Сколько стоит доставка
 
 
 def main() -> None:
+    # deferred: project modules read the settings at import, after the bench set them
     from clients.gemini import build_client
     from db.models import Contact, Message, Profile
     from db.session import session_scope
@@ -23,6 +24,7 @@ def main() -> None:
     from kb.index import build_index
     from kb.sample import build_pdf
     from pipeline.respond import reply_context
+    from prompts.markers import KB_END, KB_START
     from settings import get_settings
 
     bench = Bench("assistant_bench_tokens")
@@ -54,12 +56,12 @@ def main() -> None:
             assert context is not None
             answer = client.generate(context.contents, system_instruction=context.system_instruction)
             figures[f"pages_{pages}"] = answer.usage.prompt_tokens
-            knowledge = context.system_instruction.split("=== БАЗА ЗНАНИЙ ===")[1].split("=== КОНЕЦ")[0]
+            knowledge = context.system_instruction.split(KB_START)[1].split(KB_END)[0]
             print(f"{pages:>3} pages: {report.chunks:>4} chunks in the index; the prompt carries "
                   f"{estimate_tokens(knowledge):>5} tokens of knowledge (budget {settings.kb_token_budget}); "
                   f"prompt tokens counted by the model: {answer.usage.prompt_tokens}")
         assert context is not None
-        instructions = estimate_tokens(context.system_instruction.split("=== БАЗА ЗНАНИЙ ===")[0])
+        instructions = estimate_tokens(context.system_instruction.split(KB_START)[0])
         print(f"ceiling: budget {settings.kb_token_budget} + instructions ~{instructions} + conversation "
               f"~{conversation_tokens} tokens")
     finally:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from cli.dlq import _app
 from db.models import Contact, WhitelistEntry
@@ -17,7 +18,7 @@ from pipeline.profiles import ensure_profile
 from settings import get_settings
 
 
-def _profile_id(session: Any) -> int:
+def _profile_id(session: Session) -> int:
     return ensure_profile(session, get_settings()).id
 
 

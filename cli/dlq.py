@@ -107,7 +107,6 @@ def replay(ctx: click.Context, dead_letter_id: int | None, replay_all: bool, tas
 
     Every stage is idempotent and keyed by the same ids, so a second replay sends nothing twice.
     """
-
     app = _app(ctx)
     if (dead_letter_id is None) == (not replay_all):
         raise click.UsageError("give one dead-letter ID or --all")

@@ -46,11 +46,8 @@ def dispose_engine() -> None:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any exception."""
-    get_engine()
-    assert _sessionmaker is not None
-    session = _sessionmaker()
+def transaction(session: Session) -> Iterator[Session]:
+    """The session as one unit of work: commit on success, roll back on any exception, then close."""
     try:
         yield session
         session.commit()
@@ -59,6 +56,13 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def session_scope() -> AbstractContextManager[Session]:
+    """One transaction on the process's engine."""
+    get_engine()
+    assert _sessionmaker is not None
+    return transaction(_sessionmaker())
 
 
 def insert_ignore(session: Session, model: type[DeclarativeBase], values: dict[str, Any],

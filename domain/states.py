@@ -1,7 +1,8 @@
 """Every lifecycle the pipeline stores, in one place: each a `StrEnum`, with the moves it allows.
 
 The values are what the database holds (a CHECK constraint per column, migration 0009, keeps it
-so); the transition maps are the contract the stages keep, and tests check the code against them.
+so; tests/unit/test_states.py checks the two agree). The transition maps are the moves the stages
+make: each UPDATE of a status is guarded by the state it moves from.
 """
 
 from __future__ import annotations

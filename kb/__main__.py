@@ -19,8 +19,6 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--force", action="store_true", help="re-index every file")
     build.add_argument("--dir", type=Path, help="the folder of PDFs (default: KB_DIR)")
     args = parser.parse_args(argv)
-
-
     folder = args.dir or kb_dir_only()
     try:
         with session_scope() as session:

@@ -10,6 +10,7 @@ channel's message, and a message's bookkeeping on its way to an answer), `contac
 (/health and /stats). A stage module never imports another stage module.
 
 The session contract: a function takes one `Session` and leaves the commit to its caller. A
-function that needs several transactions (a model call must not hold one open) is named `run_*`
-and takes a `SessionFactory`, opening one session per unit of work.
+function that needs several transactions (a model call or an HTTP call must not hold one open, or
+each chat of a poll commits on its own) takes a `SessionFactory` named `sessions` and opens one
+session per unit of work; each stage's entry point of that kind is `run_<stage>`.
 """

@@ -36,6 +36,8 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 LEASE_MARGIN = timedelta(minutes=2)
+# Starts the note that asks the model for a touch: a turn of ours, marked as not the customer's.
+TOUCH_NOTE = "[служебная пометка, не от клиента] Клиент молчит."
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"answer": {"type": "string", "enum": ["yes", "no", "unclear"]}},
@@ -149,7 +151,7 @@ def plan_touch(session: Session, chain_id: int, touch_number: int, now: datetime
     system = render("follow_up", business_name=business_name, touch_number=str(touch_number),
                     current_datetime=human_datetime(now, timezone), hours_since=str(hours_since),
                     knowledge_base=knowledge)
-    note = f"[служебная пометка, не от клиента] Клиент молчит. Напиши касание номер {touch_number}."
+    note = f"{TOUCH_NOTE} Напиши касание номер {touch_number}."
     contents = to_contents([*turns, Turn(role="user", text=note)], contact_data_of(contact))
     return TouchPlan(chain_id=chain_id, contact_id=contact.id, profile_id=contact.profile_id,
                      touch_number=touch_number, system_instruction=system, contents=contents,

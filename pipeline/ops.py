@@ -26,6 +26,8 @@ from db.models import (
     Profile,
     ScheduledCall,
 )
+from db.session import SessionFactory
+from domain.states import Direction, FollowUpStatus, MessageStatus, OutboxKind, OutboxStatus
 from infra.logging import mask_phone
 from pipeline.poll import FAILURE_ALERT
 
@@ -40,14 +42,14 @@ def _check(name: str, probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return {name: result}
 
 
-def health(session_factory: Callable[[], Any], redis_client: redis.Redis,
+def health(sessions: SessionFactory, redis_client: redis.Redis,
            status_of: Callable[[str], Any], *, poll_interval: float, redbeat_prefix: str,
            now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
     now = now or datetime.now(UTC)
     checks: dict[str, Any] = {}
 
     def database() -> dict[str, Any]:
-        with session_factory() as session:
+        with sessions() as session:
             session.execute(text("SELECT 1"))
         return {}
 
@@ -55,7 +57,7 @@ def health(session_factory: Callable[[], Any], redis_client: redis.Redis,
     checks.update(_check("redis", lambda: {"ping": bool(redis_client.ping())}))
     profiles: list[tuple[str, datetime | None]] = []
     if checks["database"]["ok"]:
-        with session_factory() as session:
+        with sessions() as session:
             profiles = [(row.profile_id, row.last_poll_at) for row in
                         session.scalars(select(Profile).where(Profile.active.is_(True)))]
 
@@ -70,7 +72,7 @@ def health(session_factory: Callable[[], Any], redis_client: redis.Redis,
 
         def sending(profile_id: str = profile_id) -> dict[str, Any]:
             # Set by the send stage when Wappi refuses to send; cleared when the profile is back.
-            with session_factory() as session:
+            with sessions() as session:
                 down = session.execute(select(Profile.down_reason, Profile.down_since)
                                        .where(Profile.profile_id == profile_id)).first()
             if down is not None and down.down_reason:
@@ -92,7 +94,7 @@ def health(session_factory: Callable[[], Any], redis_client: redis.Redis,
 
         def failing_chats(profile_id: str = profile_id) -> dict[str, Any]:
             # Chats whose history the poll keeps failing to read (retried with backoff).
-            with session_factory() as session:
+            with sessions() as session:
                 failures = list(session.scalars(select(ChatPollFailure).join(
                     Profile, Profile.id == ChatPollFailure.profile_id).where(Profile.profile_id == profile_id)
                     .order_by(ChatPollFailure.first_failed_at)))
@@ -112,7 +114,6 @@ def health(session_factory: Callable[[], Any], redis_client: redis.Redis,
         meta = redis_client.hget(f"{redbeat_prefix}poll-wappi", "meta")
         last_run = None
         if meta:
-
             last_run = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
         if last_run is None:
             raise RuntimeError("beat has not run the poll yet")
@@ -139,7 +140,8 @@ def stats(session: Session, redis_client: redis.Redis, timezone: str, now: datet
     verdicts = dict(session.execute(select(Contact.is_client, func.count(Contact.id)).where(
         Contact.classified_at >= since, Contact.classified_at < until).group_by(Contact.is_client)).tuples().all())
     stopped = dict(session.execute(select(FollowUp.stop_reason, func.count(FollowUp.id)).where(
-        FollowUp.status.in_(("stopped", "completed")), FollowUp.updated_at >= since, FollowUp.updated_at < until)
+        FollowUp.status.in_((FollowUpStatus.STOPPED, FollowUpStatus.COMPLETED)),
+        FollowUp.updated_at >= since, FollowUp.updated_at < until)
         .group_by(FollowUp.stop_reason)).tuples().all())
     tokens = session.execute(select(func.coalesce(func.sum(ModelUsage.prompt_tokens), 0),
                                     func.coalesce(func.sum(ModelUsage.output_tokens), 0),
@@ -151,23 +153,23 @@ def stats(session: Session, redis_client: redis.Redis, timezone: str, now: datet
             queues[queue] = int(redis_client.llen(queue))
         except redis.RedisError:
             queues[queue] = None
-    sent_today = (Outbox.sent_at >= since) & (Outbox.sent_at < until) & (Outbox.status == "sent")
+    sent_today = (Outbox.sent_at >= since) & (Outbox.sent_at < until) & (Outbox.status == OutboxStatus.SENT)
     return {
         "day": start.date().isoformat(),
         "timezone": timezone,
         "messages": {
-            "received": count(select(func.count(Message.id)).where(today_messages, Message.direction == "in",
-                                                                   Message.status != "history")),
+            "received": count(select(func.count(Message.id)).where(today_messages, Message.direction == Direction.IN,
+                                                                   Message.status != MessageStatus.HISTORY)),
             "sent": count(select(func.count(Outbox.id)).where(sent_today)),
             "transcribed": count(select(func.count(Message.id)).where(today_messages, Message.is_voice.is_(True),
                                                                       Message.transcription.is_not(None))),
         },
         "classified": {"lead": verdicts.get(True, 0), "not_lead": verdicts.get(False, 0),
                        "undecided": verdicts.get(None, 0)},
-        "replies": count(select(func.count(Outbox.id)).where(sent_today, Outbox.kind == "reply")),
+        "replies": count(select(func.count(Outbox.id)).where(sent_today, Outbox.kind == OutboxKind.REPLY)),
         "follow_ups": {
-            "active": count(select(func.count(FollowUp.id)).where(FollowUp.status == "active")),
-            "sent": count(select(func.count(Outbox.id)).where(sent_today, Outbox.kind == "follow_up")),
+            "active": count(select(func.count(FollowUp.id)).where(FollowUp.status == FollowUpStatus.ACTIVE)),
+            "sent": count(select(func.count(Outbox.id)).where(sent_today, Outbox.kind == OutboxKind.FOLLOW_UP)),
             "stopped": {reason or "unknown": number for reason, number in stopped.items()},
         },
         "calls_booked": count(select(func.count(ScheduledCall.id)).where(ScheduledCall.created_at >= since,

@@ -2,7 +2,7 @@
 the decision to send it, then delivered by `send`. This is the one writer of outbox rows.
 
 The idempotency key makes the write once-only: a stage that runs twice finds its first row. The
-caller enqueues `send` with the returned id after its transaction commits (tasks.send.enqueue_send).
+caller enqueues `send` with the returned id after its transaction commits (tasks.app.enqueue_send).
 """
 
 from __future__ import annotations
@@ -27,14 +27,17 @@ def voice_fallback_key(message_id: int) -> str:
     return f"voice-fallback:{message_id}"
 
 
+FOLLOW_UP_PREFIX = "follow_up"
+
+
 def follow_up_key(chain_id: int, touch_number: int) -> str:
-    return f"follow_up:{chain_id}:{touch_number}"
+    return f"{FOLLOW_UP_PREFIX}:{chain_id}:{touch_number}"
 
 
 def follow_up_chain_of(idempotency_key: str) -> int | None:
     """The follow-up chain a touch's key names, or None for any other row."""
     parts = idempotency_key.split(":")
-    if len(parts) == 3 and parts[0] == "follow_up" and parts[1].isdigit():
+    if len(parts) == 3 and parts[0] == FOLLOW_UP_PREFIX and parts[1].isdigit():
         return int(parts[1])
     return None
 

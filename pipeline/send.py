@@ -266,7 +266,7 @@ def mark_sent(session: Session, outbox_id: int, result: SendResult) -> None:
 
 
 def mark_failed(session: Session, outbox_id: int, error: str) -> None:
-    session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status != OutboxStatus.SENT).values(
+    session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status.in_(OUTBOX_UNSENT)).values(
         status=OutboxStatus.FAILED, error=error[:2000], next_attempt_at=None, updated_at=utcnow()))
 
 

@@ -8,7 +8,9 @@ time). A voice note that fails for good costs only itself: it is marked failed a
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -16,14 +18,18 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError
-from clients.wappi import MediaRef, WappiClient
+from clients.wappi import MediaRef, WappiClient, WappiMediaTooLargeError
 from db.models import Message, Profile
+from db.session import SessionFactory
 from domain.states import Direction, MessageStatus, OutboxKind, UsagePurpose
 from pipeline.locks import held, lock_seconds
 from pipeline.outbox import voice_fallback_key, write_outbox
 from pipeline.usage import record_usage
-from pipeline.voice_media import StoredVoice, drop_audio
+from pipeline.voice_media import StoredVoice, drop_audio, stored_voice
 from prompts import load
+from settings import Settings
+
+log = logging.getLogger(__name__)
 
 MEDIA_LOCK_SECONDS = lock_seconds("pipeline.transcribe")
 
@@ -124,6 +130,48 @@ def transcribe_note(wappi: WappiClient, gemini: GeminiClient, provider_message_i
         lock = held("media-lock", wappi.profile_id, timeout=MEDIA_LOCK_SECONDS, busy_retry=1.0, what="profile media")
     with lock:
         return transcribe_voice(wappi, gemini, provider_message_id, model=model, max_bytes=max_bytes, stored=stored)
+
+
+def run_transcribe(sessions: SessionFactory, wappi_for: Callable[[str], WappiClient], gemini: GeminiClient,
+                   message_id: int,
+                   settings: Settings, *, fails_for_good: Callable[[int, Exception], bool],
+                   enqueue_send: Callable[[int | None], None]) -> int | None:
+    """Transcribe every voice note of the burst `message_id` carries; returns the message the chain
+    goes on with (a failed note gives its place to the burst's texts), or None when nothing is left.
+
+    A note over MAX_AUDIO_BYTES is given up at once. For any other failure `fails_for_good(voice_id,
+    exc)` decides (the task's retry policy): False re-raises it, so the task retries; True gives the
+    note up and goes on. A note given up gets one "please write", handed to `enqueue_send` after its
+    commit. The audio is fetched and the model answers outside any transaction."""
+    with sessions() as session:
+        burst = voice_burst(session, message_id)
+    if burst is None:
+        return None
+    wappi = wappi_for(burst.provider_profile)
+    for voice_id, provider_id in burst.pending:
+        with sessions() as session:
+            stored = stored_voice(session, voice_id)
+        try:
+            transcript = transcribe_note(wappi, gemini, provider_id, stored, model=settings.gemini_transcribe_model,
+                                         max_bytes=settings.max_audio_bytes)
+        except (AudioTooLarge, WappiMediaTooLargeError) as exc:  # known too big, or found so while streaming
+            log.warning("transcribe message %s: %s; asking the customer to write", voice_id, exc)
+        except Exception as exc:
+            if not fails_for_good(voice_id, exc):
+                raise
+            log.error("transcribe message %s failed for good (%s: %s); asking the customer to write",
+                      voice_id, type(exc).__name__, exc)
+        else:
+            log.info("transcribed message %s: %d bytes (%s) in %.0f ms", voice_id, transcript.size,
+                     "downloaded" if transcript.downloaded else "inline", transcript.seconds * 1000)
+            with sessions() as session:
+                store_transcript(session, voice_id, burst.contact_id, transcript)
+            continue
+        with sessions() as session:
+            notice = give_up(session, voice_id, settings.voice_fallback_text)
+        enqueue_send(notice)
+    with sessions() as session:
+        return burst_carrier(session, burst.contact_id, message_id)
 
 
 def is_pending_voice(session: Session, message_id: int) -> bool:

@@ -26,7 +26,9 @@ from typing import Any, NoReturn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as `python scripts/demo.py`
 
+import redis  # noqa: E402
 import requests  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 
 from devstack import Stack, free_port, redis_answers  # noqa: E402
 
@@ -100,8 +102,6 @@ def play_conversation(wappi_url: str, reply_timeout: float, log_dir: Path) -> No
 
 def watch_conversations(env: dict[str, str]) -> NoReturn:
     """Print each message stored from now on (customer, assistant, a human from the phone), until Ctrl-C."""
-    import sqlalchemy as sa
-
     engine = sa.create_engine(env["DATABASE_URL"])
     with engine.connect() as connection:
         last_id = connection.execute(sa.text("SELECT coalesce(max(id), 0) FROM messages")).scalar_one()
@@ -163,8 +163,6 @@ def main(argv: list[str] | None = None) -> int:
             # A short burst window keeps the scripted chat brisk; production keeps 9 s.
             stack.env.setdefault("BATCH_WINDOW", "2")
             # The demo's Redis db may hold an old beat schedule; start it clean.
-            import redis
-
             redis.Redis.from_url(stack.env["REDIS_URL"]).flushdb()
         stack.migrate()
         say("database migrated, knowledge base built")

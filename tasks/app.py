@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from celery import Celery, signals
 
@@ -32,3 +33,11 @@ def _setup_logging(**_kwargs: object) -> None:
 def _check_prompts(**_kwargs: object) -> None:
     """A missing prompt file or placeholder stops the worker, naming both."""
     load_all()
+
+
+def enqueue_send(outbox_id: int | None, *, queue: str | None = None, producer: Any = None) -> None:
+    """Send a row written by a transaction that has committed, by task name (celeryconfig routes it),
+    so a stage that writes to the outbox needs no import of the `send` stage. Follow-up touches go
+    on their own queue (`followup`), so a live reply never waits behind thousands of them."""
+    if outbox_id is not None:
+        app.send_task("pipeline.send", args=(outbox_id,), queue=queue, producer=producer)

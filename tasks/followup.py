@@ -10,9 +10,8 @@ from db.session import session_scope
 from domain.states import StopReason
 from pipeline.followup import reopen, run_touch, stop, sweep_once
 from settings import get_settings
-from tasks.app import app
+from tasks.app import app, enqueue_send
 from tasks.base import PipelineTask
-from tasks.send import enqueue_send
 
 
 @app.task(base=PipelineTask, name="pipeline.followup_sweep")

@@ -9,9 +9,8 @@ from db.session import session_scope
 from pipeline.ingest import Action, ingest_decision
 from pipeline.locks import Defer
 from settings import get_settings
-from tasks.app import app
+from tasks.app import app, enqueue_send
 from tasks.base import MessageStageTask
-from tasks.send import enqueue_send
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from db.session import session_scope
 from pipeline.recover import stranded_messages, stranded_outbox
 from settings import get_settings
-from tasks.app import app
+from tasks.app import app, enqueue_send
 from tasks.base import PipelineTask
 from tasks.chains import start_conversations
-from tasks.send import enqueue_send
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Stage `send`: deliver one outbox row through Wappi, exactly once, within the global send limit.
 
-Every other stage that writes an outbox row enqueues this task with `enqueue_send` once its
-transaction has committed."""
+Every other stage that writes an outbox row enqueues this task with `tasks.app.enqueue_send` once
+its transaction has committed."""
 
 from __future__ import annotations
 
@@ -51,15 +51,3 @@ def send(outbox_id: int | None) -> int | None:
         except redis.exceptions.LockError:
             pass  # expired while we worked
 
-
-def enqueue_send(outbox_id: int | None, *, queue: str | None = None, producer: Any = None) -> None:
-    """Send a row written by a transaction that has committed. Follow-up touches go on their own
-    queue (`followup`), so a live reply never waits behind thousands of them on `send`."""
-    if outbox_id is None:
-        return
-    options: dict[str, Any] = {}
-    if queue is not None:
-        options["queue"] = queue
-    if producer is not None:
-        options["producer"] = producer
-    send.apply_async((outbox_id,), **options)

@@ -1,9 +1,6 @@
-"""Stage `transcribe`: a voice note becomes text before it is classified and answered.
-
-Every voice note of the burst is transcribed here. A note that fails for good costs only itself:
-it gets a dead letter of its own and one "please write" quoting it, and the chain goes on with the
-rest of the burst. Which failures are retried is decided here, per exception type.
-"""
+"""Stage `transcribe`: every voice note of the burst becomes text (pipeline/transcribe.py) before it is
+classified and answered. Which failures of a note are retried is decided here, per exception type;
+a note that fails for good gets a dead letter of its own and the chain goes on without it."""
 
 from __future__ import annotations
 
@@ -14,24 +11,13 @@ from typing import Any
 from celery.exceptions import Ignore, Retry
 
 from clients.gemini import get_client as get_gemini
-from clients.wappi import WappiMediaTooLargeError
 from clients.wappi import get_client as get_wappi
 from db.session import session_scope
 from pipeline.locks import Defer
-from pipeline.transcribe import (
-    AudioTooLarge,
-    burst_carrier,
-    give_up,
-    is_pending_voice,
-    store_transcript,
-    transcribe_note,
-    voice_burst,
-)
-from pipeline.voice_media import stored_voice
+from pipeline.transcribe import give_up, is_pending_voice, run_transcribe
 from settings import get_settings
-from tasks.app import app
+from tasks.app import app, enqueue_send
 from tasks.base import TRANSIENT, MessageStageTask
-from tasks.send import enqueue_send
 
 log = logging.getLogger(__name__)
 
@@ -62,36 +48,16 @@ class TranscribeTask(MessageStageTask):
 def transcribe(self: TranscribeTask, message_id: int | None) -> int | None:
     if message_id is None:
         return None
-    settings = get_settings()
-    with session_scope() as session:
-        burst = voice_burst(session, message_id)
-    if burst is None:
-        return None
-    for voice_id, provider_id in burst.pending:
-        with session_scope() as session:
-            stored = stored_voice(session, voice_id)
-        try:
-            transcript = transcribe_note(get_wappi(burst.provider_profile), get_gemini(), provider_id, stored,
-                                         model=settings.gemini_transcribe_model, max_bytes=settings.max_audio_bytes)
-        except (Defer, Retry, Ignore):
-            raise
-        except (AudioTooLarge, WappiMediaTooLargeError) as exc:  # over MAX_AUDIO_BYTES, known or found while streaming
-            log.warning("transcribe message %s: %s; asking the customer to write", voice_id, exc)
-            give_up_on(voice_id)
-            continue
-        except Exception as exc:
-            if isinstance(exc, TRANSIENT) and not self.is_last_attempt():
-                raise  # retried with backoff; notes already transcribed are not asked again
-            log.error("transcribe message %s failed for good (%s: %s); asking the customer to write",
-                      voice_id, type(exc).__name__, exc)
-            self.dead_letter(exc, (voice_id,), {}, "".join(traceback.format_exception(exc)),
-                             part=f"voice-{voice_id}")
-            give_up_on(voice_id)
-            continue
-        log.info("transcribed message %s: %d bytes (%s) in %.0f ms", voice_id, transcript.size,
-                 "downloaded" if transcript.downloaded else "inline", transcript.seconds * 1000)
-        with session_scope() as session:
-            store_transcript(session, voice_id, burst.contact_id, transcript)
-    with session_scope() as session:
-        # A failed voice note gives its place to the burst's texts; None when nothing is left.
-        return burst_carrier(session, burst.contact_id, message_id)
+
+    def fails_for_good(voice_id: int, exc: Exception) -> bool:
+        """Retry (False) a deferral or a transient error with attempts left; otherwise the note gets a
+        dead letter of its own, and the chain goes on without it."""
+        if isinstance(exc, (Defer, Retry, Ignore)):
+            return False
+        if isinstance(exc, TRANSIENT) and not self.is_last_attempt():
+            return False  # retried with backoff; notes already transcribed are not asked again
+        self.dead_letter(exc, (voice_id,), {}, "".join(traceback.format_exception(exc)), part=f"voice-{voice_id}")
+        return True
+
+    return run_transcribe(session_scope, get_wappi, get_gemini(), message_id, get_settings(),
+                          fails_for_good=fails_for_good, enqueue_send=enqueue_send)

@@ -51,6 +51,33 @@ def _is_error_status(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and 400 <= value <= 599
 
 
+def _only(payload: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(set(payload) - allowed)
+    if unknown:
+        raise EmulatorError(f"unknown {what} fault keys: {', '.join(unknown)}")
+
+
+def _ids(payload: Mapping[str, Any], name: str, what: str) -> list[str]:
+    ids = payload.get(name) or []
+    if not isinstance(ids, list) or not all(isinstance(item, str) and item for item in ids):
+        raise EmulatorError(f"{name} must be a list of {what}")
+    return ids
+
+
+def _crossing(payload: Mapping[str, Any], kinds: tuple[str, str], status: int) -> tuple[int, int, str]:
+    """(fail_status, cross_next, cross_kind), each checked; the first kind is the default."""
+    fail_status = payload.get("fail_status", status)
+    if not _is_error_status(fail_status):
+        raise EmulatorError("fail_status must be an HTTP error status (400-599)")
+    cross_next = payload.get("cross_next", 0)
+    if not _is_count(cross_next):
+        raise EmulatorError("cross_next must be a non-negative integer")
+    cross_kind = payload.get("cross_kind", kinds[0])
+    if cross_kind not in kinds:
+        raise EmulatorError(f"cross_kind must be {kinds[0]!r} or {kinds[1]!r}")
+    return fail_status, cross_next, cross_kind
+
+
 @dataclass
 class Fault:
     """What one API request suffers."""
@@ -168,25 +195,12 @@ class MediaFaults:
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> MediaFaults:
-        unknown = sorted(set(payload) - {"fail_message_ids", "fail_status", "fail_detail", "cross_next",
-                                         "cross_kind"})
-        if unknown:
-            raise EmulatorError(f"unknown media fault keys: {', '.join(unknown)}")
-        ids = payload.get("fail_message_ids") or []
-        if not isinstance(ids, list) or not all(isinstance(item, str) and item for item in ids):
-            raise EmulatorError("fail_message_ids must be a list of message ids")
-        status = payload.get("fail_status", 400)
-        if not _is_error_status(status):
-            raise EmulatorError("fail_status must be an HTTP error status (400-599)")
+        _only(payload, {"fail_message_ids", "fail_status", "fail_detail", "cross_next", "cross_kind"}, "media")
+        ids = _ids(payload, "fail_message_ids", "message ids")
+        status, cross_next, cross_kind = _crossing(payload, ("file", "messages"), 400)
         detail = payload.get("fail_detail", "download media error")
         if not isinstance(detail, str):
             raise EmulatorError("fail_detail must be a string")
-        cross_next = payload.get("cross_next", 0)
-        if not _is_count(cross_next):
-            raise EmulatorError("cross_next must be a non-negative integer")
-        cross_kind = payload.get("cross_kind", "file")
-        if cross_kind not in ("file", "messages"):
-            raise EmulatorError("cross_kind must be 'file' or 'messages'")
         return cls(fail_message_ids=frozenset(ids), fail_status=status, fail_detail=detail,
                    cross_next=cross_next, cross_kind=cross_kind)
 
@@ -220,22 +234,9 @@ class ChatFaults:
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> ChatFaults:
-        unknown = sorted(set(payload) - {"fail_chats", "fail_status", "cross_next", "cross_kind",
-                                         "dialog_overrides"})
-        if unknown:
-            raise EmulatorError(f"unknown chat fault keys: {', '.join(unknown)}")
-        chats = payload.get("fail_chats") or []
-        if not isinstance(chats, list) or not all(isinstance(item, str) and item for item in chats):
-            raise EmulatorError("fail_chats must be a list of phones or chat ids")
-        status = payload.get("fail_status", 500)
-        if not _is_error_status(status):
-            raise EmulatorError("fail_status must be an HTTP error status (400-599)")
-        cross_next = payload.get("cross_next", 0)
-        if not _is_count(cross_next):
-            raise EmulatorError("cross_next must be a non-negative integer")
-        cross_kind = payload.get("cross_kind", "chat")
-        if cross_kind not in ("chat", "media"):
-            raise EmulatorError("cross_kind must be 'chat' or 'media'")
+        _only(payload, {"fail_chats", "fail_status", "cross_next", "cross_kind", "dialog_overrides"}, "chat")
+        chats = _ids(payload, "fail_chats", "phones or chat ids")
+        status, cross_next, cross_kind = _crossing(payload, ("chat", "media"), 500)
         overrides = payload.get("dialog_overrides") or {}
         if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
             raise EmulatorError("dialog_overrides must map a phone or chat id to an object of dialog fields")

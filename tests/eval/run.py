@@ -26,7 +26,7 @@ def load_dialogues() -> list[dict[str, Any]]:
 def main() -> int:
     emulator = None
     if not os.environ.get("GEMINI_API_KEY"):
-        from emulators.gemini import GeminiEmulator
+        from emulators.gemini import GeminiEmulator  # deferred: only without a real key
 
         emulator = GeminiEmulator(api_key="eval-key").start()
         os.environ.update({"GEMINI_API_KEY": "eval-key", "GEMINI_BASE_URL": emulator.url})
@@ -34,6 +34,7 @@ def main() -> int:
     os.environ.setdefault("WAPPI_TOKEN", "unused-by-eval")
     os.environ.setdefault("WAPPI_PROFILE_ID", "00000000-0000")
 
+    # deferred: the settings are read at import, after the environment above is set
     from clients.gemini import GeminiError, build_client
     from pipeline.classify import VERDICT_SCHEMA, InvalidVerdict, parse_verdict
     from pipeline.history import Turn, contact_data, to_contents

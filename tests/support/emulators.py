@@ -3,10 +3,16 @@ reached the chat."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
 
+from devstack import ROOT, free_port
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
 from tests.support.env import PROFILE_ID
@@ -28,3 +34,20 @@ def customer_says(wappi: WappiEmulator, phone: str, text: str, **extra: Any) -> 
 def replies_to(wappi: WappiEmulator, phone: str) -> list[dict[str, Any]]:
     """What the pipeline sent to this customer, oldest first."""
     return [item for item in wappi.sent_messages(PROFILE_ID) if item["phone"] == phone]
+
+
+@contextmanager
+def emulator_command(module: str, *args: str) -> Iterator[tuple[int, str, subprocess.Popen[str]]]:
+    """`python -m <module> --host 127.0.0.1 --port <free port> <args>` as an operator runs it:
+    (the port, the banner it printed, the process). Killed on the way out if it is still running."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *args],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert process.stdout is not None
+        yield port, process.stdout.readline().strip(), process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

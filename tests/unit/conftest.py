@@ -8,18 +8,20 @@ savepoint of the test's). Time is injected (`now` arguments), so nothing here sl
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from db.session import SessionFactory, get_engine
+from clients.wappi import WappiClient
+from db.session import SessionFactory, get_engine, transaction
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
 from pipeline import profiles
 from tests.support.emulators import reset_emulators
+from tests.support.env import PRIVATE_PROFILE, PRIVATE_TOKEN
 
 
 @pytest.fixture()
@@ -48,19 +50,7 @@ def session(connection: Connection) -> Iterator[Session]:
 
 @pytest.fixture()
 def sessions(connection: Connection) -> SessionFactory:
-    @contextmanager
-    def scope() -> Iterator[Session]:
-        session = _session_on(connection)
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-
-    return scope
+    return lambda: transaction(_session_on(connection))
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +66,14 @@ def fresh_state(request: pytest.FixtureRequest) -> Iterator[None]:
         reset_emulators(wappi, gemini)
         profiles._whitelist_applied.clear()
     yield
+
+
+@pytest.fixture()
+def private_wappi() -> Iterator[WappiEmulator]:
+    with WappiEmulator(token=PRIVATE_TOKEN, profile_ids=(PRIVATE_PROFILE,)) as emulator:
+        yield emulator
+
+
+@pytest.fixture()
+def wappi_client(private_wappi: WappiEmulator) -> WappiClient:
+    return WappiClient(requests.Session(), private_wappi.url, PRIVATE_TOKEN, PRIVATE_PROFILE, timeout=2.0)

@@ -1,0 +1,18 @@
+"""The operator's command line, run as an operator runs it: `celery -A tasks ...` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from devstack import ROOT
+
+
+def celery(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "celery", "-A", "tasks", *args], cwd=ROOT, env={**os.environ},
+                          capture_output=True, text=True, timeout=60)
+
+
+def dlq(*args: str) -> subprocess.CompletedProcess[str]:
+    return celery("dlq", *args)

@@ -1,0 +1,82 @@
+"""What an operator reads, computed by the functions the web process calls (pipeline.ops) at an
+injected time: /health's checks, /stats' figures for the business's day; and the JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from celeryconfig import QUEUES, redbeat_key_prefix
+from clients.wappi import get_client
+from db.session import SessionFactory
+from emulators.wappi import WappiEmulator
+from infra.logging import JsonFormatter, log_context
+from infra.redis import get_redis
+from pipeline.ops import health, stats
+from pipeline.profiles import mark_profile
+from settings import get_settings
+from tests.support import chain
+from tests.support.emulators import customer_says, replies_to
+from tests.support.env import PROFILE_ID, WAPPI_TOKEN
+
+
+def health_at(sessions: SessionFactory, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
+    return health(sessions, get_redis(), lambda profile_id: get_client(profile_id).get_status(),
+                  poll_interval=get_settings().poll_interval, redbeat_prefix=redbeat_key_prefix, now=now)
+
+
+def test_health_reports_each_check(sessions: SessionFactory, wappi: WappiEmulator) -> None:
+    chain.poll(sessions)
+    ok, checks = health_at(sessions)
+    assert checks["database"]["ok"] and checks["redis"]["ok"]
+    assert checks[f"wappi:{PROFILE_ID}"] == {**checks[f"wappi:{PROFILE_ID}"], "ok": True, "app_status": "open"}
+    assert checks[f"poll:{PROFILE_ID}"]["ok"] and checks[f"send:{PROFILE_ID}"]["ok"]
+    assert checks[f"chats:{PROFILE_ID}"] == {**checks[f"chats:{PROFILE_ID}"], "ok": True, "retrying": 0}
+    # No beat runs here: the check says so, and the whole answer is failing.
+    assert not checks["beat"]["ok"] and "redbeat lock" in checks["beat"]["error"]
+    assert not ok
+
+    # Ten minutes without a successful poll, and a profile Wappi logged out, that cannot send.
+    wappi.set_profile(PROFILE_ID, authorized=False, app_status="close")
+    with sessions() as marking:
+        mark_profile(marking, PROFILE_ID, "not authorized", datetime.now(UTC))
+    _ok, later = health_at(sessions, now=datetime.now(UTC) + timedelta(minutes=10))
+    assert not later[f"poll:{PROFILE_ID}"]["ok"] and "last successful poll" in later[f"poll:{PROFILE_ID}"]["error"]
+    unauthorized = later[f"wappi:{PROFILE_ID}"]
+    assert not unauthorized["ok"] and "authorized=False" in unauthorized["error"]
+    held = later[f"send:{PROFILE_ID}"]
+    assert not held["ok"] and "profile down: not authorized" in held["error"] and "sends are held" in held["error"]
+
+
+def test_stats_count_todays_work(sessions: SessionFactory, session: Session, wappi: WappiEmulator) -> None:
+    chain.poll(sessions)
+    customer_says(wappi, "77600000001", "Хочу заказать торт, сколько стоит доставка?")
+    for message_id in chain.poll(sessions):
+        chain.answer(sessions, message_id)
+    assert replies_to(wappi, "77600000001")
+    timezone = get_settings().timezone
+    today = stats(session, get_redis(), timezone)
+    assert today["timezone"] == "Asia/Almaty"
+    assert today["messages"]["received"] == 1 and today["messages"]["sent"] == 1
+    assert today["classified"]["lead"] == 1 and today["replies"] == 1
+    assert set(today["queues"]) == set(QUEUES)
+    assert today["dead_letters"] == 0 and today["model_tokens"]["total"] > 0
+    # The business's next day starts from zero.
+    tomorrow = stats(session, get_redis(), timezone, now=datetime.now(UTC) + timedelta(days=1))
+    assert tomorrow["messages"] == {"received": 0, "sent": 0, "transcribed": 0}
+    assert tomorrow["replies"] == 0 and tomorrow["model_tokens"]["total"] == 0
+
+
+def test_logs_are_json_with_context_and_no_secrets() -> None:
+    formatter = JsonFormatter([WAPPI_TOKEN])
+    record = logging.LogRecord("pipeline", logging.WARNING, __file__, 1,
+                               "call to 77011234567 failed with token %s", (WAPPI_TOKEN,), None)
+    with log_context(profile=PROFILE_ID, message_id=42):
+        line = json.loads(formatter.format(record))
+    assert line["level"] == "WARNING" and line["profile"] == PROFILE_ID and line["message_id"] == 42
+    assert WAPPI_TOKEN not in line["msg"] and "***" in line["msg"]
+    assert "77011234567" not in line["msg"] and "*******4567" in line["msg"]

@@ -1,0 +1,84 @@
+"""The recovery sweep's choices at an injected time: a customer message that nothing holds is
+restarted within minutes, once per period; one a stage stamped waits until that stage's run is
+overdue; a chain that is merely deferred is left alone (issue 11 item 7, review finding 2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from db.session import SessionFactory
+from emulators.wappi import WappiEmulator
+from pipeline.recover import message_stage_limit, stranded_messages, stranded_outbox
+from settings import get_settings
+from tests.support import chain
+from tests.support.db import rows_in
+from tests.support.emulators import customer_says, replies_to
+from tests.support.intake import answer_new
+
+PHONE = "77055550101"
+
+
+def first_conversation(sessions: SessionFactory, wappi: WappiEmulator) -> None:
+    assert chain.poll(sessions) == []  # the first start
+    customer_says(wappi, PHONE, "Здравствуйте! Сколько стоит торт?")
+    assert len(answer_new(sessions)) == 1
+
+
+def store_lost_message(session: Session, provider_id: str, now: datetime, age: timedelta,
+                       next_attempt_in: timedelta | None = None) -> int:
+    """A customer message stored as intake does, whose task was then lost (never in any queue)."""
+    contact = rows_in(session, "SELECT id, profile_id FROM contacts")[0]
+    return int(session.execute(sa.text(
+        "INSERT INTO messages (profile_id, contact_id, provider_message_id, direction, author, type, text,"
+        " is_voice, status, sent_at, created_at, next_attempt_at) VALUES (:profile, :contact, :provider,"
+        " 'in', 'customer', 'chat', :text, false, 'received', :at, :at, :due) RETURNING id"),
+        {"profile": contact.profile_id, "contact": contact.id, "provider": provider_id,
+         "text": "А доставка есть?", "at": now - age,
+         "due": None if next_attempt_in is None else now + next_attempt_in}).scalar_one())
+
+
+def test_a_message_whose_task_was_lost_is_restarted_within_minutes(sessions: SessionFactory, session: Session,
+                                                                   wappi: WappiEmulator) -> None:
+    first_conversation(sessions, wappi)
+    lost = customer_says(wappi, PHONE, "А доставка есть?")
+    now = datetime.now(UTC)
+    message_id = store_lost_message(session, lost, now, age=timedelta(minutes=6))  # the queue lost its task
+    settings = get_settings()
+    sweep_at = now + timedelta(seconds=1)  # the next minute's sweep
+    assert stranded_messages(session, sweep_at, settings) == [message_id]  # restarted after minutes, not hours
+    assert stranded_messages(session, sweep_at, settings) == []  # at most once per period
+    assert stranded_outbox(session, sweep_at, settings) == []
+    chain.answer(sessions, message_id)  # what the restarted chain does
+    assert answer_new(sessions) == []
+    assert rows_in(session, "SELECT status FROM messages WHERE id = :id", id=message_id)[0].status == "answered"
+    assert len(replies_to(wappi, PHONE)) == 2
+
+
+def test_a_chain_stamped_by_a_stage_is_restarted_once_its_run_is_overdue(sessions: SessionFactory, session: Session,
+                                                                          wappi: WappiEmulator) -> None:
+    first_conversation(sessions, wappi)
+    lost = customer_says(wappi, PHONE, "А доставка есть?")
+    now = datetime.now(UTC)
+    # The last stage started 10 s ago (the stamp of a stage start is "now") and then its worker
+    # and its queue vanished.
+    message_id = store_lost_message(session, lost, now, age=timedelta(minutes=1),
+                                    next_attempt_in=timedelta(seconds=-10))
+    settings = get_settings()
+    assert stranded_messages(session, now, settings) == []  # the stage may still be running
+    assert stranded_messages(session, now + message_stage_limit(), settings) == [message_id]
+    assert stranded_messages(session, now + message_stage_limit() + timedelta(seconds=1), settings) == []  # once
+
+
+def test_a_deferred_chain_is_not_restarted(sessions: SessionFactory, session: Session, wappi: WappiEmulator) -> None:
+    first_conversation(sessions, wappi)
+    lost = customer_says(wappi, PHONE, "А доставка есть?")
+    now = datetime.now(UTC)
+    # Hours of a Gemini outage: the chain retries, and each retry stamps its countdown.
+    store_lost_message(session, lost, now, age=timedelta(hours=5), next_attempt_in=timedelta(minutes=5))
+    settings = get_settings()
+    for moment in (now, now + timedelta(minutes=6)):  # due at +5 min: its run may still go on
+        assert stranded_messages(session, moment, settings) == []
+        assert stranded_outbox(session, moment, settings) == []
