@@ -1,4 +1,6 @@
 """Wappi WhatsApp API client: typed results, typed errors, tolerant of the documented payload variants.
+`WappiTelegramClient` speaks Wappi's Telegram API (`/tapi/`, a personal Telegram account) into the
+same records.
 
 The `requests.Session` and base URL are injected, so tests run this exact code against the local
 emulator over HTTP. Callers never see a `requests` exception.
@@ -13,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import requests
@@ -91,11 +94,12 @@ class Dialog:
     last_time: int
     last_from_me: bool
     unread_count: int
+    is_channel: bool = False  # a Telegram channel (WhatsApp's are known by their id)
 
     @property
     def is_person(self) -> bool:
         """A conversation with a person: not a group, channel, broadcast list or status updates."""
-        return not self.is_group and is_person_chat(self.chat_id)
+        return not self.is_group and not self.is_channel and is_person_chat(self.chat_id)
 
 
 @dataclass(frozen=True)
@@ -115,11 +119,12 @@ class WappiMessage:
     lid: str = ""
     file_link: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    is_channel: bool = False  # a Telegram channel (WhatsApp's are known by their id)
 
     @property
     def is_person(self) -> bool:
         """From a conversation with a person: not a group, channel, broadcast list or status update."""
-        return not self.is_group and is_person_chat(self.chat_id)
+        return not self.is_group and not self.is_channel and is_person_chat(self.chat_id)
 
 
 @dataclass(frozen=True)
@@ -313,6 +318,85 @@ def parse_dialog(item: Mapping[str, Any]) -> Dialog:
     )
 
 
+# Telegram (tapi): plain text is `text` where WhatsApp says `chat`; a dialog's `type` says what
+# the chat is (webhooks: `chat_type`), `user` being the only conversation with a person.
+TELEGRAM_TEXT_TYPES = frozenset({"text", "chat"})
+TELEGRAM_GROUP_TYPES = frozenset({"chat", "group", "supergroup"})
+TELEGRAM_PERSON_TYPES = frozenset({"user", "dialog", "private"})
+
+
+def _rfc3339_seconds(value: Any) -> int:
+    """Unix seconds of an RFC3339 time (`2022-03-18T14:42:41Z`); 0 when unknown."""
+    if not isinstance(value, str) or not value.strip():
+        return 0
+    try:
+        return max(int(datetime.fromisoformat(value.strip()).timestamp()), 0)
+    except ValueError:
+        return 0
+
+
+def parse_telegram_message(item: Mapping[str, Any], chat_type: str = "") -> WappiMessage:
+    """One message from `/tapi/` messages/get or a Telegram webhook. Ids are numeric strings (or
+    numbers), kept as given: the chat id is also the contact's key (`phone`), never a phone number.
+    `chat_type` is the chat's dialog `type` when the caller knows it (sync messages do not say)."""
+    message_id = _id(item.get("id"))
+    if not message_id:
+        raise WappiRejectedError("message without an id")
+    from_me = _flag(item.get("fromMe", item.get("is_me", False)))
+    chat_id = _id(item.get("chatId")) or _id(item.get("chat_id"))
+    if not chat_id:
+        chat_id = _id(item.get("to")) if from_me else _id(item.get("from"))
+    message_type = _str(item.get("type")) or "text"
+    body = item.get("body")
+    # Media bodies are "" in the sync API and base64 of the file in webhooks: never text.
+    text = _str(body) if message_type in TELEGRAM_TEXT_TYPES else ""
+    kind = (chat_type or _str(item.get("chat_type"))).lower()
+    from_where = _str(item.get("from_where"))
+    from_api = _flag(item.get("isFromAPI")) or from_where == "api" \
+        or _str(item.get("wh_type")) == "outgoing_message_api"
+    s3_info = item.get("s3Info")
+    file_link = _str(item.get("file_link")) or (
+        _str(s3_info.get("url")) if isinstance(s3_info, Mapping) else "")
+    return WappiMessage(
+        id=message_id, chat_id=chat_id, phone=chat_id, type=message_type, from_me=from_me,
+        text=text, caption=_str(item.get("caption")), time=_unix_seconds(item.get("time")),
+        sender_name=_str(item.get("senderName")), contact_name=_str(item.get("contact_name")),
+        from_api=from_api, is_group=kind in TELEGRAM_GROUP_TYPES, file_link=file_link, raw=item,
+        is_channel=bool(kind) and kind not in TELEGRAM_GROUP_TYPES and kind not in TELEGRAM_PERSON_TYPES,
+    )
+
+
+def parse_telegram_dialog(item: Mapping[str, Any]) -> Dialog:
+    """One `/tapi/` chats/get dialog: `type` user/chat/channel (no `isGroup`), the person in
+    `user{}` (MTProto's capitalised keys), `last_timestamp` in unix seconds, `last_time` RFC3339."""
+    chat_id = _id(item.get("id"))
+    kind = (_str(item.get("type")) or "user").lower()
+    user = item.get("user") if isinstance(item.get("user"), Mapping) else {}
+    assert isinstance(user, Mapping)
+    sender = item.get("last_message_sender") if isinstance(item.get("last_message_sender"), Mapping) else {}
+    assert isinstance(sender, Mapping)
+    first_name = _str(user.get("FirstName"))
+    full_name = " ".join(part for part in (first_name, _str(user.get("LastName"))) if part)
+    last_from_me = _flag(sender.get("isMe", False))
+    push_name = "" if last_from_me else _str(sender.get("pushname"))
+    username = _str(user.get("Username"))
+    return Dialog(
+        chat_id=chat_id,
+        phone=chat_id,
+        is_group=kind in TELEGRAM_GROUP_TYPES,
+        name=_str(item.get("name")) or full_name or push_name or (f"@{username}" if username else ""),
+        first_name=first_name,
+        full_name=full_name,
+        push_name=push_name,
+        business_name="",
+        last_message_id=_id(item.get("last_message_id")),
+        last_time=_unix_seconds(item.get("last_timestamp")) or _rfc3339_seconds(item.get("last_time")),
+        last_from_me=last_from_me,
+        unread_count=_int(item.get("unread_count")),
+        is_channel=kind not in TELEGRAM_GROUP_TYPES and kind not in TELEGRAM_PERSON_TYPES,
+    )
+
+
 _short_retry = retry(
     retry=retry_if_exception_type(WappiTransientError),
     stop=stop_after_attempt(2),
@@ -324,6 +408,8 @@ _short_retry = retry(
 class WappiClient:
     """One Wappi profile. Reads are retried once inside the client; sends never are (the
     caller's outbox decides), so a retry cannot multiply into a duplicate message."""
+
+    api_root = "api"  # the path under the base URL: `api` (WhatsApp) or `tapi` (Telegram)
 
     def __init__(self, session: requests.Session, base_url: str, token: str, profile_id: str,
                  *, timeout: float = 20.0, max_media_bytes: int | None = None) -> None:
@@ -340,7 +426,7 @@ class WappiClient:
     def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                  json_body: Any = None) -> dict[str, Any]:
         query = {"profile_id": self.profile_id, **(params or {})}
-        url = f"{self._base_url}/api/sync/{path}"
+        url = f"{self._base_url}/{self.api_root}/sync/{path}"
         try:
             response = self._session.request(
                 method, url, params=query, json=json_body, timeout=self._timeout,
@@ -403,8 +489,24 @@ class WappiClient:
                                                           "show_all": "false"})
         self._require_done("chats/get", body)
         dialogs = body.get("dialogs") or []
-        parsed = [parse_dialog(item) for item in dialogs if isinstance(item, Mapping) and item.get("id")]
+        parsed = [self._parse_dialog(item) for item in dialogs if isinstance(item, Mapping) and item.get("id")]
         return parsed, _int(body.get("total_count"))
+
+    # What differs between WhatsApp and Telegram (overridden by `WappiTelegramClient`).
+    def _parse_dialog(self, item: Mapping[str, Any]) -> Dialog:
+        return parse_dialog(item)
+
+    def _parse_message(self, item: Mapping[str, Any], chat_id: str) -> WappiMessage:
+        return parse_message(item)
+
+    def _chat_key(self, chat_id: str) -> str:
+        return chat_key(chat_id)
+
+    def _recipient(self, recipient: str) -> str:
+        return recipient if is_group_chat(recipient) else normalize_phone(recipient)
+
+    def _mark_read_params(self, mark_all: bool) -> dict[str, str]:
+        return {"mark_all": "true" if mark_all else "false"}
 
     def get_messages(self, chat_id: str, *, limit: int = 50, offset: int = 0) -> list[WappiMessage]:
         """A chat's messages, newest first (items that cannot be read are left out)."""
@@ -419,7 +521,7 @@ class WappiClient:
                 "chat_id": chat_id, "limit": limit, "offset": offset, "order": "desc"})
         body = self._serialized(call)
         self._require_done("messages/get", body)
-        wanted = chat_key(chat_id)
+        wanted = self._chat_key(chat_id)
         messages: list[WappiMessage] = []
         rejected: list[tuple[Mapping[str, Any], str]] = []
         items = body.get("messages")
@@ -434,16 +536,16 @@ class WappiClient:
                 rejected.append(({"item": repr(item)[:500]}, "a message that is not an object"))
                 continue
             try:
-                message = parse_message(item)
+                message = self._parse_message(item, chat_id)
             except Exception as exc:  # one unreadable item costs only itself
                 raw_chat = _str(item.get("chatId")) or _str(item.get("chat_id"))
-                if raw_chat and chat_key(raw_chat) != wanted:
+                if raw_chat and self._chat_key(raw_chat) != wanted:
                     raise WappiCrossedResponseError(
                         "Wappi messages/get: the answer holds a message of another chat") from exc
                 rejected.append((item, f"{type(exc).__name__}: {exc}"))
                 continue
             # An @lid chat of a 1:1 conversation matches by the phone Wappi maps it to.
-            if message.chat_id and wanted not in (chat_key(message.chat_id), message.phone):
+            if message.chat_id and wanted not in (self._chat_key(message.chat_id), message.phone):
                 raise WappiCrossedResponseError(
                     f"Wappi messages/get: the answer holds a message of another chat "
                     f"({len(listed)} messages dropped)")
@@ -451,8 +553,7 @@ class WappiClient:
         return MessagesPage(messages=messages, rejected=rejected)
 
     def send_message(self, recipient: str, text: str) -> SendResult:
-        target = recipient if is_group_chat(recipient) else normalize_phone(recipient)
-        body = self._request("POST", "message/send", json_body={"body": text, "recipient": target})
+        body = self._request("POST", "message/send", json_body={"body": text, "recipient": self._recipient(recipient)})
         return self._send_result("message/send", body)
 
     def reply(self, message_id: str, text: str) -> SendResult:
@@ -461,8 +562,7 @@ class WappiClient:
 
     @_short_retry
     def mark_read(self, message_id: str, *, mark_all: bool = True) -> None:
-        body = self._request("POST", "message/mark/read",
-                             params={"mark_all": "true" if mark_all else "false"},
+        body = self._request("POST", "message/mark/read", params=self._mark_read_params(mark_all),
                              json_body={"message_id": message_id})
         self._require_done("message/mark/read", body)
 
@@ -538,6 +638,37 @@ class WappiClient:
             raise WappiRejectedError(f"Wappi {path}: no message_id in the answer")
         return SendResult(message_id=message_id, task_id=_str(body.get("task_id")),
                           time=_int(body.get("timestamp")))
+
+
+class WappiTelegramClient(WappiClient):
+    """One Telegram profile of Wappi (a personal account, `/tapi/`): the same calls and records as
+    WhatsApp, with Telegram's ids (numeric strings, never phones), `text` messages, dialog types
+    (groups and channels are no person's), and `mark/read` without `mark_all` (it reads the chat)."""
+
+    api_root = "tapi"
+
+    def __init__(self, session: requests.Session, base_url: str, token: str, profile_id: str,
+                 *, timeout: float = 20.0, max_media_bytes: int | None = None) -> None:
+        super().__init__(session, base_url, token, profile_id, timeout=timeout, max_media_bytes=max_media_bytes)
+        # A sync message does not say whether its chat is a group: the dialogs read last do.
+        self._chat_types: dict[str, str] = {}
+
+    def _parse_dialog(self, item: Mapping[str, Any]) -> Dialog:
+        dialog = parse_telegram_dialog(item)
+        self._chat_types[dialog.chat_id] = "chat" if dialog.is_group else ("channel" if dialog.is_channel else "user")
+        return dialog
+
+    def _parse_message(self, item: Mapping[str, Any], chat_id: str) -> WappiMessage:
+        return parse_telegram_message(item, self._chat_types.get(chat_id.strip(), ""))
+
+    def _chat_key(self, chat_id: str) -> str:
+        return chat_id.strip()
+
+    def _recipient(self, recipient: str) -> str:
+        return recipient.strip()  # a user or chat id, @username or phone: tapi takes each as given
+
+    def _mark_read_params(self, mark_all: bool) -> dict[str, str]:
+        return {}
 
 
 def build_client(base_url: str, token: str, profile_id: str, *, timeout: float,

@@ -104,6 +104,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.server_version = self.server.server_version
         super().setup()
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            # A client that drops a keep-alive connection mid-read (a refused download, a timeout
+            # of its own) is no error of the emulator's.
+            self.close_connection = True
+
     def do_GET(self) -> None:
         self._dispatch("GET")
 

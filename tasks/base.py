@@ -26,6 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from celeryconfig import MAX_COUNTDOWN
 from clients.gemini import GeminiTransientError
+from clients.telegram import TelegramTransientError
 from clients.wappi import WappiTransientError
 from db.session import session_scope
 from infra.logging import log_context, mask_text
@@ -38,7 +39,7 @@ from settings import get_settings
 log = logging.getLogger(__name__)
 
 TRANSIENT: tuple[type[BaseException], ...] = (
-    WappiTransientError, GeminiTransientError, OperationalError, PoolTimeoutError,
+    WappiTransientError, GeminiTransientError, TelegramTransientError, OperationalError, PoolTimeoutError,
     redis.ConnectionError, redis.TimeoutError, SoftTimeLimitExceeded,
 )
 BACKOFF_BASE = 2.0

@@ -6,12 +6,15 @@ token in the ``Authorization`` header, ``profile_id`` as a query parameter on
 every request, ``{"status": "done", "timestamp", "time", ...}`` envelopes and
 ``{"status": "error", "detail": ...}`` errors.
 
+Telegram profiles (``WappiEmulator(telegram_profile_ids=...)``) are served under ``/tapi/sync/``
+in the wire format of Wappi's Telegram API (`tapi`; ``/work/shared/reference/telegram.md`` part B).
+
 On top of that it exposes an unauthenticated control interface under
 ``/_emulator/`` (inject customer messages, read what the pipeline sent, fault
 injection, webhook push, bulk seeding). Everything is kept in memory and
 guarded by one lock; the HTTP server is threaded.
 
-Split the way moto splits a service: `models` (state), `wire` (wire format), `backend` (the
+Split the way moto splits a service: `models` (state), `wire` (wire format), `tapi` (Telegram's), `backend` (the
 operations on the state), `responses` (the sync-API handlers), `urls` (routes), `control` (the
 control endpoints), `faults`, `webhooks`; `emulator` holds the `WappiEmulator` facade.
 

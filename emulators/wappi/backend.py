@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from emulators.wappi import webhooks, wire
+from emulators.wappi import tapi, webhooks, wire
 from emulators.wappi.exceptions import EmulatorError
 from emulators.wappi.faults import ChatFaults, Faults, MediaFaults
 from emulators.wappi.models import (
@@ -23,12 +23,15 @@ from emulators.wappi.models import (
     JSON,
     MEDIA_TYPES,
     PLACEHOLDER_MEDIA,
+    TELEGRAM,
+    WHATSAPP,
     Chat,
     Clock,
     MediaFile,
     Profile,
     new_message_id,
     parse_chat_ref,
+    parse_telegram_chat_ref,
 )
 
 LOG = logging.getLogger(__name__)
@@ -38,14 +41,19 @@ MAX_REQUEST_LOG = 100_000
 
 class WappiBackend:
     def __init__(self, profile_ids: Sequence[str], own_phone: str, *, public_url: str | None,
-                 url: Callable[[], str]) -> None:
+                 url: Callable[[], str], telegram_profile_ids: Sequence[str] = (),
+                 own_telegram_id: str = "", own_telegram_username: str = "") -> None:
         self.lock = threading.RLock()
         self.clock = Clock()
         self.own_phone = own_phone
         self.own_jid = f"{own_phone}@c.us"
+        self.own_telegram_id = own_telegram_id
+        self.own_telegram_username = own_telegram_username
         self.public_url = public_url
         self._url = url  # the emulator's URL; raises RuntimeError before it listens
         self.profiles: dict[str, Profile] = {pid: Profile(pid, authorized_at=self.clock.now()) for pid in profile_ids}
+        for pid in telegram_profile_ids:
+            self.add_profile(pid, TELEGRAM)
         self.files: dict[str, MediaFile] = {}  # message id -> file
         self.faults = Faults()
         self.media_faults = MediaFaults()
@@ -93,6 +101,27 @@ class WappiBackend:
             raise EmulatorError("Profile not found")
         return profile
 
+    def add_profile(self, profile_id: str, platform: str = WHATSAPP) -> Profile:
+        if not profile_id:
+            raise EmulatorError("profile_id is required")
+        if profile_id in self.profiles:
+            raise EmulatorError(f"profile {profile_id} exists")
+        profile = Profile(profile_id, authorized_at=self.clock.now(), platform=platform)
+        self.profiles[profile_id] = profile
+        return profile
+
+    def is_telegram(self, profile_id: str) -> bool:
+        profile = self.profiles.get(profile_id)
+        return profile is not None and profile.telegram
+
+    @staticmethod
+    def chat_key(profile: Profile, ref: str) -> str:
+        """The key of the chat `ref` (a phone, chat id or Telegram id) names in `profile`."""
+        return parse_telegram_chat_ref(ref) if profile.telegram else parse_chat_ref(ref)[0]
+
+    def own_sender(self, profile: Profile) -> str:
+        return self.own_telegram_id if profile.telegram else self.own_jid
+
     @staticmethod
     def get_or_create_chat(profile: Profile, key: str, local: str, is_group: bool, chat_id: str) -> Chat:
         chat = profile.chats.get(key)
@@ -105,6 +134,9 @@ class WappiBackend:
 
     def chat_for(self, profile: Profile, recipient: str) -> Chat:
         """The chat a recipient (phone or chat id) names, created when new."""
+        if profile.telegram:
+            key = parse_telegram_chat_ref(recipient)
+            return self.get_or_create_chat(profile, key, key, False, key)
         key, local, is_group = parse_chat_ref(recipient)
         return self.get_or_create_chat(profile, key, local, is_group, key if is_group else f"{local}@c.us")
 
@@ -139,9 +171,42 @@ class WappiBackend:
             chat.business_name = business_name
         return chat
 
+    @staticmethod
+    def telegram_chat(profile: Profile, user_id: str, *, telegram_type: str, chat_id: str | None,
+                      title: str | None, name: str, full_name: str, first_name: str, username: str) -> Chat:
+        """The Telegram chat a customer writes in: their own (keyed by their user id), or a group or
+        channel (`chat_id`) they are then a participant of."""
+        user_key = parse_telegram_chat_ref(user_id)
+        if telegram_type == "user":
+            chat = profile.chats.get(user_key)
+            if chat is None:
+                chat = Chat(key=user_key, chat_id=user_key, local=user_key, is_group=False)
+                profile.chats[user_key] = chat
+            chat.push_name = name or chat.push_name
+            chat.full_name = full_name or chat.full_name
+            chat.first_name = first_name or chat.first_name or (full_name.split()[0] if full_name else "")
+            chat.username = username or chat.username
+            return chat
+        key = parse_telegram_chat_ref(chat_id or str(4_100_000_000 + int(user_key) % 10**8))
+        chat = profile.chats.get(key)
+        if chat is None:
+            chat = Chat(key=key, chat_id=key, local=key, is_group=telegram_type == "chat",
+                        telegram_type=telegram_type, group_name=f"Group {key}")
+            profile.chats[key] = chat
+        elif chat.telegram_type != telegram_type:
+            raise EmulatorError(f"chat {key} is a {chat.telegram_type}, not a {telegram_type}")
+        if title:
+            chat.group_name = title
+        if user_key not in chat.participants:
+            chat.participants.append(user_key)
+        return chat
+
     # ------------------------------------------------------------------ messages
 
     def unique_message_id(self, profile: Profile) -> str:
+        if profile.telegram:
+            profile.last_message_number += 1
+            return str(profile.last_message_number)
         while True:
             msg_id = new_message_id()
             if msg_id not in profile.message_index:
@@ -188,6 +253,11 @@ class WappiBackend:
         location: tuple[float, float] = (0.0, 0.0),
     ) -> JSON:
         """Create a sync-API message, store it in `chat` and index it."""
+        if profile.telegram:
+            return self._store_telegram_message(
+                profile, chat, msg_type=msg_type, text=text, from_me=from_me, sender=sender_jid,
+                sender_name=sender_name, ts=ts, caption=caption, stanza_id=stanza_id, from_api=from_api,
+                from_where=from_where, media=media, is_forwarded=is_forwarded)  # fmt: skip
         msg_id = self.unique_message_id(profile)
         body = wire.message_body(msg_type, msg_id, text, caption=caption, media=media, mimetype=mimetype,
                                  location=location)
@@ -227,6 +297,27 @@ class WappiBackend:
         profile.message_index[msg_id] = chat.key
         return message
 
+    def _store_telegram_message(self, profile: Profile, chat: Chat, *, msg_type: str, text: str, from_me: bool,
+                                sender: str, sender_name: str, ts: int, caption: str, stanza_id: str,
+                                from_api: bool, from_where: str, media: MediaFile | None,
+                                is_forwarded: bool) -> JSON:
+        msg_id = self.unique_message_id(profile)
+        message = tapi.message_json(
+            msg_id=msg_id, msg_type=msg_type, sender=sender,
+            recipient=self.own_telegram_id if not from_me else chat.chat_id, chat=chat, from_me=from_me,
+            sender_name=sender_name, ts=ts, text=text, from_where=from_where, caption=caption,
+            stanza_id=stanza_id, from_api=from_api, is_forwarded=is_forwarded, media=media)  # fmt: skip
+        message["contact_name"] = "" if from_me else (sender_name if chat.is_group else chat.display_name)
+        if media is not None:
+            self.files[msg_id] = media
+        if stanza_id:
+            target = profile.find_message(stanza_id)
+            if target is not None:
+                message["reply_message"] = tapi.reply_summary(target)
+        chat.add_message(message)
+        profile.message_index[msg_id] = chat.key
+        return message
+
     @staticmethod
     def apply_overrides(profile: Profile, chat: Chat, message: JSON, overrides: Mapping[str, Any]) -> None:
         """Replace fields of a stored message as given (re-sorted and re-indexed)."""
@@ -243,10 +334,10 @@ class WappiBackend:
         message = self.store_message(
             profile,
             chat,
-            msg_type="chat",
+            msg_type="text" if profile.telegram else "chat",
             text=text,
             from_me=True,
-            sender_jid=self.own_jid,
+            sender_jid=self.own_sender(profile),
             sender_name="",
             ts=self.clock.now(),
             stanza_id=reply_to or "",
@@ -268,6 +359,8 @@ class WappiBackend:
                 "accepted_at": time.time(),  # float seconds, for latency benchmarks
             }
         )
+        if profile.telegram:
+            return self.envelope(**tapi.send_fields(message["id"], uuid.uuid4().hex, profile))
         return self.envelope(message_id=message["id"], task_id=str(uuid.uuid4()))
 
     def release_lagged(self) -> None:
@@ -337,6 +430,6 @@ class WappiBackend:
         except RuntimeError:
             LOG.warning("webhook skipped: emulator URL unknown before start()")
             return
-        payload = wire.webhook_json(profile, chat, message, wh_type, media=media, file_link=file_link,
-                                    now=self.clock.now())
+        render = tapi.webhook_json if profile.telegram else wire.webhook_json
+        payload = render(profile, chat, message, wh_type, media=media, file_link=file_link, now=self.clock.now())
         webhooks.push(profile.webhook_url, profile.webhook_secret, [payload])

@@ -18,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--profile", action="append", dest="profiles", help=f"profile id (repeatable; default {DEFAULT_PROFILE_ID})"
     )
+    parser.add_argument("--telegram-profile", action="append", dest="telegram_profiles", default=[],
+                        help="Telegram profile id, served under /tapi/ (repeatable)")
     parser.add_argument("--own-phone", default=DEFAULT_OWN_PHONE)
     parser.add_argument("--public-url", default=None, help="base URL used in file links (e.g. inside docker)")
     args = parser.parse_args(argv)
@@ -27,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         token=args.token,
-        profile_ids=args.profiles or [DEFAULT_PROFILE_ID],
+        profile_ids=args.profiles or ([] if args.telegram_profiles else [DEFAULT_PROFILE_ID]),
+        telegram_profile_ids=args.telegram_profiles,
         own_phone=args.own_phone,
         public_url=args.public_url,
     )

@@ -22,7 +22,7 @@ CUSTOMER_MESSAGE_FIELDS = frozenset({
     "profile_id", "phone", "text", "type", "name", "full_name", "first_name", "business_name",
     "caption", "media_b64", "media_shape", "media_expired", "mimetype", "file_name", "duration", "time",
     "chat_suffix", "group", "group_id", "group_name", "stanza_id", "is_forwarded",
-    "latitude", "longitude", "overrides",
+    "latitude", "longitude", "overrides", "username",
 })  # fmt: skip
 # What an expired signed S3 link answers.
 EXPIRED_LINK_BODY = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
@@ -99,6 +99,7 @@ class ControlApi:
             latitude=float(latitude),
             longitude=float(longitude),
             overrides=overrides,
+            username=require_str(body, "username", default=""),
         )
 
     def phone_message(self, query: Mapping[str, str], body: JSON) -> JSON:
@@ -173,6 +174,12 @@ class ControlApi:
             app_status=app_status,
             paid=optional_bool(body, "paid"),
         )
+        return {"status": "done"}
+
+    def add_profile(self, query: Mapping[str, str], body: JSON) -> JSON:
+        _reject_unknown(body, {"profile_id", "platform"})
+        self.emulator.add_profile(require_str(body, "profile_id"),
+                                  platform=require_str(body, "platform", default="whatsapp"))
         return {"status": "done"}
 
     def webhook(self, query: Mapping[str, str], body: JSON) -> JSON:

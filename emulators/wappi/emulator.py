@@ -25,12 +25,17 @@ from emulators.wappi.models import (
     CHANNEL_DOMAINS,
     DEFAULT_CUSTOMER_NAME,
     DEFAULT_OWN_PHONE,
+    DEFAULT_OWN_TELEGRAM_ID,
+    DEFAULT_OWN_TELEGRAM_USERNAME,
     DEFAULT_PROFILE_ID,
     DEFAULT_TOKEN,
     JSON,
     MEDIA_SHAPES,
+    PLATFORMS,
+    TELEGRAM_CHAT_TYPES,
     is_digits,
     parse_chat_ref,
+    parse_telegram_chat_ref,
 )
 from emulators.wappi.responses import SyncApi
 from emulators.wappi.urls import Router
@@ -39,7 +44,10 @@ LOG = logging.getLogger(__name__)
 
 
 class WappiEmulator:
-    """Threaded HTTP emulator of the Wappi WhatsApp sync API with a control interface."""
+    """Threaded HTTP emulator of the Wappi WhatsApp sync API with a control interface.
+
+    `telegram_profile_ids` are Telegram profiles: served under ``/tapi/`` in Telegram's wire
+    format (`tapi`), refused under ``/api/``, as WhatsApp profiles are refused under ``/tapi/``."""
 
     def __init__(
         self,
@@ -50,14 +58,23 @@ class WappiEmulator:
         own_phone: str = DEFAULT_OWN_PHONE,
         *,
         public_url: str | None = None,
+        telegram_profile_ids: Sequence[str] = (),
+        own_telegram_id: str = DEFAULT_OWN_TELEGRAM_ID,
+        own_telegram_username: str = DEFAULT_OWN_TELEGRAM_USERNAME,
     ) -> None:
-        if not profile_ids:
+        if not profile_ids and not telegram_profile_ids:
             raise ValueError("at least one profile id is required")
         if not is_digits(own_phone):
             raise ValueError("own_phone must be digits only")
+        if not is_digits(own_telegram_id):
+            raise ValueError("own_telegram_id must be digits only")
+        if set(profile_ids) & set(telegram_profile_ids):
+            raise ValueError("a profile is either WhatsApp or Telegram")
         self._token = token
         self._public_url = public_url.rstrip("/") if public_url else None
-        self.backend = WappiBackend(profile_ids, own_phone, public_url=self._public_url, url=lambda: self.url)
+        self.backend = WappiBackend(profile_ids, own_phone, public_url=self._public_url, url=lambda: self.url,
+                                    telegram_profile_ids=telegram_profile_ids, own_telegram_id=own_telegram_id,
+                                    own_telegram_username=own_telegram_username)
         stopping = threading.Event()
         router = Router(self.backend, SyncApi(self.backend), ControlApi(self), token=token, stopping=stopping)
         self._service = HttpService(router, host, port, name="WappiEmulator", server_version="WappiEmulator/1.0",
@@ -132,11 +149,27 @@ class WappiEmulator:
         latitude: float = 0.0,
         longitude: float = 0.0,
         overrides: Mapping[str, Any] | None = None,
+        username: str = "",
     ) -> JSON:
         """Inject a message written by a customer; returns ``{"message_id", "chat_id", "time"}``.
 
         `overrides` replaces fields of the stored message as given, to produce what a real payload
-        may hold: NUL and control characters, `time` in milliseconds, a numeric `id`, wrong types."""
+        may hold: NUL and control characters, `time` in milliseconds, a numeric `id`, wrong types.
+
+        For a Telegram profile `phone` is the customer's numeric user id, `type="chat"` (the default)
+        means Telegram's `text`, `group_id` is the group's numeric id, and `username` their @name;
+        `chat_suffix`, `latitude`/`longitude` and `media_shape` are WhatsApp's only."""
+        with self.backend.lock:
+            telegram = self.backend.is_telegram(profile_id)
+        if telegram:
+            return self._telegram_message(
+                profile_id, phone, text, type=type, name=name, full_name=full_name, first_name=first_name,
+                username=username, caption=caption, media=media, media_b64=media_b64, media_expired=media_expired,
+                mimetype=mimetype, file_name=file_name, duration=duration, time=time,
+                telegram_type="chat" if group else "user", chat_id=group_id, title=group_name, stanza_id=stanza_id,
+                is_forwarded=is_forwarded, overrides=overrides)  # fmt: skip
+        if username:
+            raise EmulatorError("username is for Telegram profiles")
         if media is not None and media_b64 is not None:
             raise EmulatorError("pass either media or media_b64, not both")
         if media_b64 is not None:
@@ -178,19 +211,68 @@ class WappiEmulator:
             backend.push_webhook(profile, chat, message, "incoming_message")
             return {"message_id": message["id"], "chat_id": chat.chat_id, "time": message["time"]}
 
-    def phone_message(self, profile_id: str, phone: str, text: str, *, time: int | None = None) -> JSON:
-        """Inject a message the operator typed on the business phone (``from_where: "phone"``)."""
-        if not text:
-            raise EmulatorError("text is required")
-        parse_chat_ref(phone)  # an invalid phone is refused before the profile is looked up
+    def _telegram_message(
+        self, profile_id: str, user_id: str, text: str, *, type: str, name: str, full_name: str, first_name: str,
+        username: str, caption: str, media: bytes | None, media_b64: str | None, media_expired: bool,
+        mimetype: str | None, file_name: str | None, duration: int | None, time: int | None,
+        telegram_type: str, chat_id: str | None, title: str | None, stanza_id: str, is_forwarded: bool,
+        overrides: Mapping[str, Any] | None,
+    ) -> JSON:
+        """A customer's message to a Telegram profile (see `customer_message`)."""
+        if media is not None and media_b64 is not None:
+            raise EmulatorError("pass either media or media_b64, not both")
+        if media_b64 is not None:
+            try:
+                media = base64.b64decode(media_b64, validate=True)
+            except (binascii.Error, ValueError):
+                raise EmulatorError("media_b64 is not valid base64") from None
+        message_type = "text" if type == "chat" else type
+        if not message_type:
+            raise EmulatorError("type is required")
+        if message_type == "text" and not text:
+            raise EmulatorError("text is required for text messages")
+        if telegram_type not in TELEGRAM_CHAT_TYPES:
+            raise EmulatorError(f"telegram chat type must be one of {', '.join(TELEGRAM_CHAT_TYPES)}")
+        sender = parse_telegram_chat_ref(user_id)
         backend = self.backend
         with backend.lock:
             ts = backend.now() if time is None else int(time)
             profile = backend.profile(profile_id)
+            chat = backend.telegram_chat(profile, sender, telegram_type=telegram_type, chat_id=chat_id, title=title,
+                                         name=name, full_name=full_name, first_name=first_name, username=username)
+            media_file = backend.media_file(message_type, media, mimetype=mimetype, file_name=file_name,
+                                            duration=duration, shape="link", expired=media_expired)
+            message = backend.store_message(
+                profile, chat, msg_type=message_type, text=text, from_me=False, sender_jid=sender, sender_name=name,
+                ts=ts, caption=caption, stanza_id=stanza_id, from_api=False, from_where="phone", media=media_file,
+                is_forwarded=is_forwarded)  # fmt: skip
+            if username and telegram_type != "user":
+                message["username"] = username
+            if overrides:
+                backend.apply_overrides(profile, chat, message, overrides)
+            chat.unread_count += 1
+            backend.push_webhook(profile, chat, message, "incoming_message")
+            return {"message_id": message["id"], "chat_id": chat.chat_id, "time": message["time"]}
+
+    def phone_message(self, profile_id: str, phone: str, text: str, *, time: int | None = None) -> JSON:
+        """Inject a message the operator typed on the business phone (``from_where: "phone"``);
+        for a Telegram profile `phone` is the chat's numeric id."""
+        if not text:
+            raise EmulatorError("text is required")
+        backend = self.backend
+        with backend.lock:
+            telegram = backend.is_telegram(profile_id)
+        if telegram:
+            parse_telegram_chat_ref(phone)
+        else:
+            parse_chat_ref(phone)  # an invalid phone is refused before the profile is looked up
+        with backend.lock:
+            ts = backend.now() if time is None else int(time)
+            profile = backend.profile(profile_id)
             chat = backend.chat_for(profile, phone)
-            message = backend.store_message(profile, chat, msg_type="chat", text=text, from_me=True,
-                                            sender_jid=backend.own_jid, sender_name="", ts=ts, from_api=False,
-                                            from_where="phone")
+            message = backend.store_message(profile, chat, msg_type="text" if telegram else "chat", text=text,
+                                            from_me=True, sender_jid=backend.own_sender(profile), sender_name="",
+                                            ts=ts, from_api=False, from_where="phone")
             backend.push_webhook(profile, chat, message, "outgoing_message_phone")
             return {"message_id": message["id"], "chat_id": chat.chat_id, "time": message["time"]}
 
@@ -207,7 +289,17 @@ class WappiEmulator:
     def channel_message(self, profile_id: str, chat_id: str, text: str, *, sender: str = "") -> JSON:
         """A post in a chat that is no conversation with a person: a channel
         (`120363…@newsletter`), a broadcast list (`…@broadcast`) or a contact's status update
-        (`status@broadcast`, `sender` = the poster's phone)."""
+        (`status@broadcast`, `sender` = the poster's phone). For a Telegram profile: a post in the
+        channel with numeric id `chat_id` (`sender`: the poster's user id, default the channel)."""
+        with self.backend.lock:
+            telegram = self.backend.is_telegram(profile_id)
+        if telegram:
+            channel = parse_telegram_chat_ref(chat_id)
+            return self._telegram_message(
+                profile_id, sender or channel, text, type="text", name="", full_name="", first_name="", username="",
+                caption="", media=None, media_b64=None, media_expired=False, mimetype=None, file_name=None,
+                duration=None, time=None, telegram_type="channel", chat_id=channel, title=None, stanza_id="",
+                is_forwarded=False, overrides=None)  # fmt: skip
         key, local, is_group = parse_chat_ref(chat_id)
         if is_group or "@" not in chat_id or chat_id.rpartition("@")[2] not in CHANNEL_DOMAINS:
             raise EmulatorError("chat_id must end with @newsletter or @broadcast")
@@ -243,6 +335,8 @@ class WappiEmulator:
         if count < 0 or messages_per_chat < 1:
             raise EmulatorError("count must be >= 0 and messages_per_chat >= 1")
         with self.backend.lock:
+            if self.backend.is_telegram(profile_id):
+                raise EmulatorError("seed_chats serves WhatsApp profiles only")
             base_time = self.backend.now() - 86_400 if start_time is None else int(start_time)
             return self.backend.seed_chats(self.backend.profile(profile_id), count, messages_per_chat, base_time,
                                            read=read)
@@ -256,7 +350,9 @@ class WappiEmulator:
 
     def chat_messages(self, profile_id: str, phone: str) -> list[JSON]:
         """All messages of a chat (phone or chat id), oldest first; ``[]`` for an unknown chat."""
-        key, _, _ = parse_chat_ref(phone)
+        with self.backend.lock:
+            telegram = self.backend.is_telegram(profile_id)
+        key = parse_telegram_chat_ref(phone) if telegram else parse_chat_ref(phone)[0]
         with self.backend.lock:
             chat = self.backend.profile(profile_id).chats.get(key)
             return copy.deepcopy(chat.messages) if chat else []
@@ -270,6 +366,17 @@ class WappiEmulator:
             self.backend.requests.clear()
 
     # ------------------------------------------------------------------ profiles, webhooks, faults
+
+    def add_profile(self, profile_id: str, *, platform: str = "whatsapp") -> None:
+        """A new profile of `platform` (`whatsapp`: under /api/, `telegram`: under /tapi/)."""
+        if platform not in PLATFORMS:
+            raise EmulatorError(f"platform must be one of {', '.join(PLATFORMS)}")
+        with self.backend.lock:
+            self.backend.add_profile(profile_id, platform)
+
+    def profile_platform(self, profile_id: str) -> str:
+        with self.backend.lock:
+            return self.backend.profile(profile_id).platform
 
     def set_profile(
         self,

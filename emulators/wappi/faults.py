@@ -19,7 +19,8 @@ from emulators.wappi.models import JSON, parse_chat_ref
 
 # The sends that the accept-then faults hit: Wappi accepted the message and then the caller saw
 # a timeout or a 5xx.
-SEND_PATHS = frozenset({"/api/sync/message/send", "/api/sync/message/reply"})
+SEND_PATHS = frozenset({"/api/sync/message/send", "/api/sync/message/reply",
+                        "/tapi/sync/message/send", "/tapi/sync/message/reply"})
 FAULT_KEYS = frozenset(
     {
         "rate_5xx",

@@ -20,6 +20,16 @@ DEFAULT_TOKEN = "emulator-token"
 DEFAULT_PROFILE_ID = "a1b2c3d4-e5f6"
 DEFAULT_OWN_PHONE = "77000000000"
 DEFAULT_CUSTOMER_NAME = "Клиент"
+# The Telegram account a `/tapi/` profile drives (its numeric user id and username).
+DEFAULT_OWN_TELEGRAM_ID = "5279188641"
+DEFAULT_OWN_TELEGRAM_USERNAME = "emulator_shop"
+
+# What a profile is: a WhatsApp number (`/api/`) or a personal Telegram account (`/tapi/`).
+WHATSAPP = "whatsapp"
+TELEGRAM = "telegram"
+PLATFORMS = (WHATSAPP, TELEGRAM)
+# Telegram dialog types (`type` of a `/tapi/` dialog): a person, a group, a channel.
+TELEGRAM_CHAT_TYPES = ("user", "chat", "channel")
 
 # Message types whose file can be fetched through message/media/download.
 MEDIA_TYPES = frozenset({"ptt", "audio", "image", "video", "document"})
@@ -98,6 +108,18 @@ def parse_chat_ref(raw: str) -> tuple[str, str, bool]:
     return local, local, False
 
 
+def parse_telegram_chat_ref(raw: str) -> str:
+    """A `/tapi/` chat id or recipient as its key: Telegram ids are bare numeric strings (a
+    group's may carry a minus sign); WhatsApp's `@c.us` / `@g.us` ids are refused."""
+    value = raw.strip()
+    if not value:
+        raise EmulatorError("chat id is required")
+    digits = value.removeprefix("-")
+    if not (is_digits(digits) and 1 <= len(digits) <= 20):
+        raise EmulatorError(f"invalid telegram chat id: {raw}")
+    return value
+
+
 @dataclass
 class MediaFile:
     data: bytes
@@ -125,6 +147,9 @@ class Chat:
     participants: list[str] = field(default_factory=list)
     messages: list[JSON] = field(default_factory=list)
     unread_count: int = 0
+    # Telegram profiles only: the dialog type and the user's @username.
+    telegram_type: str = "user"
+    username: str = ""
 
     @property
     def display_name(self) -> str:
@@ -154,6 +179,12 @@ class Profile:
     sent: list[JSON] = field(default_factory=list)
     webhook_url: str = ""
     webhook_secret: str = ""
+    platform: str = WHATSAPP
+    last_message_number: int = 1000  # Telegram message ids are numbers counting up per account
+
+    @property
+    def telegram(self) -> bool:
+        return self.platform == TELEGRAM
 
     def reset(self, now: int) -> None:
         self.authorized = True
@@ -166,6 +197,7 @@ class Profile:
         self.sent.clear()
         self.webhook_url = ""
         self.webhook_secret = ""
+        self.last_message_number = 1000
 
     def chat_of(self, message_id: str) -> Chat | None:
         key = self.message_index.get(message_id)

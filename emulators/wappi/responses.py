@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from emulators.wappi import wire
+from emulators.wappi import tapi, wire
 from emulators.wappi.backend import WappiBackend
 from emulators.wappi.exceptions import EmulatorError
-from emulators.wappi.models import JSON, Chat, MediaFile, Profile, parse_chat_ref, seconds
+from emulators.wappi.models import JSON, Chat, MediaFile, Profile, seconds
 from emulators.wappi.wire import query_bool, query_int
 
 
@@ -43,9 +43,13 @@ class SyncApi:
         self.backend = backend
 
     def status(self, profile: Profile, query: Mapping[str, str], body: Any, host: str | None) -> JSON:
-        return wire.status_json(profile, self.backend.own_phone, time.time())
+        backend = self.backend
+        if profile.telegram:
+            return tapi.status_json(profile, backend.own_telegram_id, backend.own_telegram_username,
+                                    backend.own_phone, time.time())
+        return wire.status_json(profile, backend.own_phone, time.time())
 
-    def _chats_page(self, chats: list[Chat], query: Mapping[str, str]) -> JSON:
+    def _chats_page(self, profile: Profile, chats: list[Chat], query: Mapping[str, str]) -> JSON:
         ordered = _sorted_chats(chats, query)
         offset = query_int(query, "offset", 0)
         if query_bool(query, "show_all"):
@@ -53,9 +57,10 @@ class SyncApi:
         else:
             page = ordered[offset : offset + query_int(query, "limit", 200)]
         overrides = self.backend.chat_faults.dialog_overrides
+        render = tapi.dialog_json if profile.telegram else wire.dialog_json
         return self.backend.envelope(
             detail="Chats fetched",
-            dialogs=[{**wire.dialog_json(chat), **overrides.get(chat.key, {})} for chat in page],
+            dialogs=[{**render(chat), **overrides.get(chat.key, {})} for chat in page],
             total_count=len(ordered),
         )
 
@@ -64,9 +69,9 @@ class SyncApi:
         filter_ = body.get("filter") if isinstance(body, dict) else None
         ids = filter_.get("ids") if isinstance(filter_, dict) else None
         if isinstance(ids, list) and ids:
-            keys = {parse_chat_ref(str(raw))[0] for raw in ids}
+            keys = {self.backend.chat_key(profile, str(raw)) for raw in ids}
             chats = [chat for chat in chats if chat.key in keys]
-        return self._chats_page(chats, query)
+        return self._chats_page(profile, chats, query)
 
     def chats_filter(self, profile: Profile, query: Mapping[str, str], body: Any, host: str | None) -> JSON:
         needle = query.get("client_name", "").strip().lower()
@@ -79,14 +84,17 @@ class SyncApi:
                 return any(needle in value.lower() for value in (chat.local, chat.display_name, last_text))
 
             chats = [chat for chat in chats if matches(chat)]
-        return self._chats_page(chats, query)
+        return self._chats_page(profile, chats, query)
 
     def messages_get(self, profile: Profile, query: Mapping[str, str], body: Any, host: str | None) -> JSON:
         chat_ref = query.get("chat_id", "")
         if not chat_ref:
             raise EmulatorError("chat_id is required")
-        key, _, _ = parse_chat_ref(chat_ref)
-        limit = query_int(query, "limit", 50)
+        key = self.backend.chat_key(profile, chat_ref)
+        if profile.telegram:
+            limit = min(query_int(query, "limit", tapi.MESSAGES_LIMIT_MAX), tapi.MESSAGES_LIMIT_MAX)
+        else:
+            limit = query_int(query, "limit", 50)
         offset = query_int(query, "offset", 0)
         order = query.get("order", "desc").lower()
         if order not in ("asc", "desc"):
@@ -119,8 +127,13 @@ class SyncApi:
             page.reverse()
         if chat is not None and query_bool(query, "mark_all") and not chat.is_group:
             self.backend.mark_chat_read(chat, None)
-        return self.backend.envelope(messages=copy.deepcopy(page), total_count=len(messages),
-                                     uuid=profile.profile_id)
+        served = copy.deepcopy(page)
+        if profile.telegram:
+            files, now = self.backend.files, self.backend.now()
+            served = [tapi.with_s3_info(message, files.get(str(message.get("id"))),
+                                        self.backend.file_link(str(message.get("id")), host), now)
+                      for message in served]
+        return self.backend.envelope(messages=served, total_count=len(messages), uuid=profile.profile_id)
 
     def message_by_id(self, profile: Profile, query: Mapping[str, str], body: Any, host: str | None) -> JSON:
         message = profile.find_message(query.get("message_id", ""))
@@ -152,8 +165,21 @@ class SyncApi:
         chat = profile.chat_of(message_id)
         if chat is None:
             raise EmulatorError("message not found")
+        if profile.telegram:
+            # tapi has no `mark_all`: the message only names the chat, which is read up to now.
+            self.backend.mark_chat_read(chat, None)
+            return self.backend.envelope(detail=f"markRead success for chatID={chat.chat_id}",
+                                         task_id=uuid.uuid4().hex, uuid=profile.profile_id)
         self.backend.mark_chat_read(chat, None if query_bool(query, "mark_all") else message_id)
         return self.backend.envelope(uuid=profile.profile_id)
+
+    def typing_start(self, profile: Profile, query: Mapping[str, str], body: Any, host: str | None) -> JSON:
+        """tapi only: `chats/typing/start {"recipient"}`; the emulator shows nobody the typing."""
+        recipient = body.get("recipient") if isinstance(body, dict) else None
+        if not isinstance(recipient, str) or not recipient.strip():
+            raise EmulatorError("recipient is required")
+        self.backend.chat_for(profile, recipient)
+        return self.backend.envelope(task_id=uuid.uuid4().hex, uuid=profile.profile_id)
 
     def media_download(self, profile: Profile, query: Mapping[str, str], body: Any, host: str | None) -> JSON:
         message_id = query.get("message_id", "")
@@ -179,6 +205,10 @@ class SyncApi:
                 data=b"OggS\x00crossed-answer-of-another-message", mimetype=media.mimetype,
                 file_name=f"{uuid.uuid4()}.ogg", media_type=media.media_type, shape=media.shape,
                 duration=media.duration)
+        if profile.telegram:
+            return self.backend.envelope(task_id=uuid.uuid4().hex, uuid=profile.profile_id,
+                                         **tapi.media_download_fields(media, self.backend.file_link(message_id, host),
+                                                                      self.backend.now()))
         payload = self.backend.envelope(
             task_id=str(uuid.uuid4()),
             uuid=profile.profile_id,
@@ -199,9 +229,14 @@ class SyncApi:
             raise EmulatorError("url must be http(s)")
         profile.webhook_url = url
         profile.webhook_secret = query.get("auth", "")
+        if profile.telegram:
+            return self.backend.envelope(detail=f"webhook url: {url}")
         return self.backend.envelope()
 
     def webhook_get(self, profile: Profile, query: Mapping[str, str], body: Any, host: str | None) -> JSON:
+        if profile.telegram:
+            return self.backend.envelope(url=profile.webhook_url, auth=profile.webhook_secret,
+                                         installed=bool(profile.webhook_url))
         if not profile.webhook_url:
             return {"detail": "WebHook не установлен", "status": "done", "url": "", "installed": False}
         return {

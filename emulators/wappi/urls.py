@@ -1,5 +1,6 @@
 """The Wappi emulator's routes: which path goes to which handler, and the way every request
-takes there (faults, method, token, profile checks for ``/api/``; body checks for ``/_emulator/``).
+takes there (faults, method, token, profile checks for ``/api/`` and its Telegram twin ``/tapi/``;
+body checks for ``/_emulator/``).
 """
 
 from __future__ import annotations
@@ -36,11 +37,23 @@ API_METHODS: dict[str, frozenset[str]] = {
     "/api/webhook/url/get": frozenset({"GET"}),
     "/api/webhook/url/delete": frozenset({"POST"}),
 }
+# Wappi's Telegram API: the same paths under /tapi/ (for Telegram profiles), plus typing.
+TAPI_PREFIX = "/tapi/"
+TAPI_ONLY_METHODS: dict[str, frozenset[str]] = {"/tapi/sync/chats/typing/start": frozenset({"POST"})}
+TAPI_METHODS: dict[str, frozenset[str]] = {
+    **{"/tapi/" + path.removeprefix("/api/"): methods for path, methods in API_METHODS.items()},
+    **TAPI_ONLY_METHODS,
+}
 # Paths that still work for a logged-out profile.
 UNAUTHORIZED_OK_PATHS = frozenset(
     {"/api/sync/get/status", "/api/webhook/url/set", "/api/webhook/url/get", "/api/webhook/url/delete"}
 )
 FILES_PREFIX = "/_emulator/files/"
+
+
+def whatsapp_path(path: str) -> str:
+    """The `/api/` twin of a `/tapi/` path (the key of the route tables)."""
+    return "/api/" + path.removeprefix(TAPI_PREFIX) if path.startswith(TAPI_PREFIX) else path
 
 
 def api_routes(api: SyncApi) -> dict[str, ApiHandler]:
@@ -57,6 +70,7 @@ def api_routes(api: SyncApi) -> dict[str, ApiHandler]:
         "/api/webhook/url/set": api.webhook_set,
         "/api/webhook/url/get": api.webhook_get,
         "/api/webhook/url/delete": api.webhook_delete,
+        "/api/sync/chats/typing/start": api.typing_start,  # reached only as /tapi/sync/chats/typing/start
     }
 
 
@@ -79,6 +93,7 @@ def control_routes(control: ControlApi) -> dict[tuple[str, str], ControlHandler]
         ("POST", "/_emulator/late_message"): control.late_message,
         ("POST", "/_emulator/channel_message"): control.channel_message,
         ("POST", "/_emulator/profile"): control.profile,
+        ("POST", "/_emulator/profile/add"): control.add_profile,
         ("POST", "/_emulator/webhook"): control.webhook,
         ("POST", "/_emulator/seed_chats"): control.seed_chats,
     }
@@ -106,7 +121,7 @@ class Router:
     def handle(self, request: Request) -> Response | None:
         path, query = wire.split_target(request.target)
         try:
-            if path.startswith("/api/"):
+            if path.startswith(("/api/", TAPI_PREFIX)):
                 return self._api(request, path, query)
             if path.startswith("/_emulator/") or path == "/_emulator":
                 return self._control(request.method, path, query, request.body)
@@ -142,7 +157,8 @@ class Router:
         return json_response(status, payload)
 
     def _api_call(self, request: Request, path: str, query: Mapping[str, str]) -> tuple[int, JSON]:
-        methods = API_METHODS.get(path)
+        telegram_api = path.startswith(TAPI_PREFIX)
+        methods = (TAPI_METHODS if telegram_api else API_METHODS).get(path)
         if methods is None:
             return 404, wire.error("Not found")
         if request.method not in methods:
@@ -157,13 +173,19 @@ class Router:
             profile = self.backend.profiles.get(query.get("profile_id", ""))
             if profile is None:
                 return 400, wire.error("Profile not found")
+            if profile.telegram != telegram_api:
+                # A Telegram profile's id is its own (reference: telegram.md B1): the other API
+                # does not know it. The detail says which API does.
+                other = "/tapi/ (Telegram)" if profile.telegram else "/api/ (WhatsApp)"
+                return 400, wire.error(f"Profile not found: {profile.profile_id} is served by {other}")
             if not profile.paid:
                 return 402, wire.error("Profile is not paid")
-            if not profile.authorized and path not in UNAUTHORIZED_OK_PATHS:
+            route = whatsapp_path(path)
+            if not profile.authorized and route not in UNAUTHORIZED_OK_PATHS:
                 return 400, wire.error("Profile is not authorized")
             self.backend.release_lagged()
             try:
-                return 200, self.api_routes[path](profile, query, body, request.headers.get("host"))
+                return 200, self.api_routes[route](profile, query, body, request.headers.get("host"))
             except EmulatorError as exc:
                 return exc.status, wire.error(exc.detail)
 

@@ -1,0 +1,5 @@
+"""``python -m emulators.telegram``: run the Telegram Bot API emulator until SIGTERM/SIGINT."""
+
+from emulators.telegram.cli import main
+
+main()
