@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cryptography.fernet import Fernet
 
 from domain.phones import normalize_phone
 
@@ -154,10 +156,27 @@ def _boolean(raw: str) -> bool:
     return value in {"true", "1", "yes"}
 
 
+def _fernet_keys(raw: str) -> str:
+    """One or more comma-separated Fernet keys (the first encrypts, all decrypt). The error never
+    repeats the value: it is a secret."""
+    keys = [item.strip() for item in raw.split(",") if item.strip()]
+    if not keys:
+        raise ValueError("names no key")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ValueError(f"key {position} is not a Fernet key (32 url-safe base64 bytes; make one with "
+                             "python -c 'from cryptography.fernet import Fernet; "
+                             "print(Fernet.generate_key().decode())')") from None
+    return ",".join(keys)
+
+
 def _setting(env: str, parse: Callable[[str], Any], default: Any = None, *, required: bool = False,
              secret: bool = False, help: str = "") -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "required": required,
-                                            "secret": secret, "help": help})
+    # A secret stays out of the dataclass repr too, so a logged Settings shows none.
+    return field(default=default, repr=not secret,
+                 metadata={"env": env, "parse": parse, "required": required, "secret": secret, "help": help})
 
 
 @dataclass(frozen=True)
@@ -270,6 +289,11 @@ class Settings:
                                  help="failed attempts of a task before it goes to the dead-letter table")
     webhook_secret: str = _setting("WEBHOOK_SECRET", _text, "", secret=True,
                                    help="shared secret Wappi sends with webhooks; empty disables the webhook")
+    credentials_key: str = _setting("CREDENTIALS_KEY", _fernet_keys, "", secret=True,
+                                    help="Fernet key(s) encrypting profile tokens in the database, comma-separated "
+                                         "for rotation (the first encrypts); empty: only the environment's profile")
+    telegram_base_url: str = _setting("TELEGRAM_BASE_URL", _url, "https://api.telegram.org",
+                                      help="Telegram Bot API base URL; the emulator's URL in tests")
     web_port: int = _setting("WEB_PORT", _positive_int, 8000, help="port of the web process (/health, /stats)")
     log_dir: str = _setting("LOG_DIR", _text, "",
                             help="folder for a daily JSON log file kept 30 days; empty logs to stderr only")
@@ -286,6 +310,28 @@ class Settings:
             value = getattr(self, item.name)
             out[item.metadata["env"]] = "***" if item.metadata["secret"] and value else value
         return out
+
+
+def setting_named(env_name: str) -> Field[Any]:
+    """The settings field read from the variable `env_name`; KeyError when there is none."""
+    for item in fields(Settings):
+        if item.metadata["env"] == env_name:
+            return item
+    raise KeyError(env_name)
+
+
+def _parse(item: Field[Any], raw: str) -> Any:
+    try:
+        return item.metadata["parse"](raw)
+    except ValueError as exc:
+        shown = "***" if item.metadata["secret"] else repr(raw)
+        raise SettingsError(f"{item.metadata['env']}={shown} is invalid: {exc}") from None
+
+
+def parse_setting(env_name: str, raw: str) -> Any:
+    """`raw` parsed as the environment's value of `env_name` would be (per-profile settings use it),
+    or SettingsError naming the variable."""
+    return _parse(setting_named(env_name), raw)
 
 
 def describe() -> list[tuple[str, str, Any, bool]]:
@@ -306,10 +352,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 problems.append(f"{name} is not set ({item.metadata['help']})")
             continue
         try:
-            values[item.name] = item.metadata["parse"](raw)
-        except ValueError as exc:
-            shown = "***" if item.metadata["secret"] else repr(raw)
-            problems.append(f"{name}={shown} is invalid: {exc}")
+            values[item.name] = _parse(item, raw)
+        except SettingsError as exc:
+            problems.append(str(exc))
     if problems:
         raise SettingsError("configuration error: " + "; ".join(problems))
     settings = Settings(**values)

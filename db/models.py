@@ -36,6 +36,7 @@ from domain.states import (
     MessageStatus,
     OutboxKind,
     OutboxStatus,
+    Provider,
     StopReason,
     UsagePurpose,
     check_in,
@@ -71,9 +72,10 @@ class Base(DeclarativeBase):
 
 class Profile(Base):
     __tablename__ = "profiles"
+    __table_args__ = (CheckConstraint(check_in("provider", Provider), name="ck_profiles_provider"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    provider: Mapped[str] = mapped_column(String(20), default="wappi")
+    provider: Mapped[str] = mapped_column(String(20), default=Provider.WAPPI.value)
     profile_id: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -87,6 +89,14 @@ class Profile(Base):
     down_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     down_since: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The provider token as a Fernet token (pipeline/credentials.py), never plaintext; None: the
+    # environment's WAPPI_TOKEN.
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Per-profile overrides by variable name, e.g. {"BUSINESS_NAME": "..."} (pipeline/profile_settings.py).
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Contact(Base):

@@ -109,6 +109,14 @@ class UsagePurpose(StrEnum):
     FOLLOW_UP = "follow_up"
 
 
+class Provider(StrEnum):
+    """The kind of messaging account a profile is (migration 0010 keeps `profiles.provider` to these)."""
+
+    WAPPI = "wappi"  # WhatsApp through Wappi (`/api/`)
+    WAPPI_TELEGRAM = "wappi_telegram"  # a personal Telegram account through Wappi (`/tapi/`)
+    TELEGRAM_BOT = "telegram_bot"  # a bot through the Telegram Bot API
+
+
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
     return tuple(member.value for member in enum)
 

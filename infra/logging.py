@@ -35,7 +35,8 @@ def mask_phone(text: str) -> str:
 
 def configured_secrets() -> list[str]:
     settings = get_settings()
-    return [settings.wappi_token, settings.gemini_api_key, settings.webhook_secret]
+    return [settings.wappi_token, settings.gemini_api_key, settings.webhook_secret,
+            *settings.credentials_key.split(",")]
 
 
 def mask_text(text: str, secrets: list[str] | None = None) -> str:

@@ -23,6 +23,7 @@ from domain.states import (
     MessageStatus,
     OutboxKind,
     OutboxStatus,
+    Provider,
     StopReason,
     UsagePurpose,
 )
@@ -31,7 +32,7 @@ CONSTRAINTS: dict[str, type[StrEnum]] = {
     "ck_messages_status": MessageStatus, "ck_messages_direction": Direction, "ck_messages_author": Author,
     "ck_outbox_status": OutboxStatus, "ck_outbox_kind": OutboxKind, "ck_follow_ups_status": FollowUpStatus,
     "ck_follow_ups_stop_reason": StopReason, "ck_scheduled_calls_status": CallStatus,
-    "ck_model_usage_purpose": UsagePurpose,
+    "ck_model_usage_purpose": UsagePurpose, "ck_profiles_provider": Provider,
 }
 
 
