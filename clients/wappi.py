@@ -222,6 +222,18 @@ def _id(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _sent_through_api(item: Mapping[str, Any]) -> bool:
+    """Sent by a program through Wappi's API (this pipeline), not typed on the phone."""
+    return _flag(item.get("isFromAPI")) or _str(item.get("from_where")) == "api" \
+        or _str(item.get("wh_type")) == "outgoing_message_api"
+
+
+def _file_link(item: Mapping[str, Any]) -> str:
+    """The media file's address: `file_link`, or the sync API's `s3Info.url`."""
+    s3_info = item.get("s3Info")
+    return _str(item.get("file_link")) or (_str(s3_info.get("url")) if isinstance(s3_info, Mapping) else "")
+
+
 def _flag(value: Any) -> bool:
     """A boolean field: true only when it says so (`"no"` or a list is not "from me")."""
     if isinstance(value, bool):
@@ -279,12 +291,8 @@ def parse_message(item: Mapping[str, Any]) -> WappiMessage:
     else:
         text = ""  # webhook media bodies are base64 of the file, never text
     time_value = _unix_seconds(item.get("time"))
-    from_where = _str(item.get("from_where"))
-    from_api = _flag(item.get("isFromAPI")) or from_where == "api" \
-        or _str(item.get("wh_type")) == "outgoing_message_api"
-    s3_info = item.get("s3Info")
-    file_link = _str(item.get("file_link")) or (
-        _str(s3_info.get("url")) if isinstance(s3_info, Mapping) else "")
+    from_api = _sent_through_api(item)
+    file_link = _file_link(item)
     return WappiMessage(
         id=message_id, chat_id=chat_id, phone=phone, type=message_type, from_me=from_me,
         text=text, caption=caption, time=time_value,
@@ -351,12 +359,8 @@ def parse_telegram_message(item: Mapping[str, Any], chat_type: str = "") -> Wapp
     # Media bodies are "" in the sync API and base64 of the file in webhooks: never text.
     text = _str(body) if message_type in TELEGRAM_TEXT_TYPES else ""
     kind = (chat_type or _str(item.get("chat_type"))).lower()
-    from_where = _str(item.get("from_where"))
-    from_api = _flag(item.get("isFromAPI")) or from_where == "api" \
-        or _str(item.get("wh_type")) == "outgoing_message_api"
-    s3_info = item.get("s3Info")
-    file_link = _str(item.get("file_link")) or (
-        _str(s3_info.get("url")) if isinstance(s3_info, Mapping) else "")
+    from_api = _sent_through_api(item)
+    file_link = _file_link(item)
     return WappiMessage(
         id=message_id, chat_id=chat_id, phone=chat_id, type=message_type, from_me=from_me,
         text=text, caption=_str(item.get("caption")), time=_unix_seconds(item.get("time")),

@@ -182,8 +182,25 @@ class Faults:
         }
 
 
+class _Crossing:
+    """The next `cross_next` answers of kind `cross_kind` are crossed (another call's), as Wappi's were
+    for concurrent calls; `crossed` counts those given."""
+
+    cross_next: int
+    cross_kind: str
+    crossed: int
+
+    def take_crossed(self, kind: str) -> bool:
+        """Whether this answer is a crossed one of `kind` (counted when it is)."""
+        if self.cross_next <= 0 or self.cross_kind != kind:
+            return False
+        self.cross_next -= 1
+        self.crossed += 1
+        return True
+
+
 @dataclass
-class MediaFaults:
+class MediaFaults(_Crossing):
     """media/download faults: fail for chosen messages only, or answer the next downloads with
     another message's file, as Wappi did for concurrent calls."""
 
@@ -205,14 +222,6 @@ class MediaFaults:
         return cls(fail_message_ids=frozenset(ids), fail_status=status, fail_detail=detail,
                    cross_next=cross_next, cross_kind=cross_kind)
 
-    def take_crossed(self, kind: str) -> bool:
-        """Whether this answer is a crossed one of `kind` (counted when it is)."""
-        if self.cross_next <= 0 or self.cross_kind != kind:
-            return False
-        self.cross_next -= 1
-        self.crossed += 1
-        return True
-
     def public(self) -> JSON:
         return {"fail_message_ids": sorted(self.fail_message_ids), "fail_status": self.fail_status,
                 "fail_detail": self.fail_detail, "cross_next": self.cross_next, "cross_kind": self.cross_kind,
@@ -220,7 +229,7 @@ class MediaFaults:
 
 
 @dataclass
-class ChatFaults:
+class ChatFaults(_Crossing):
     """messages/get faults: chosen chats always fail, and the next `cross_next` answers hold
     another chat's messages, as Wappi did for concurrent calls. `dialog_overrides` replaces
     fields of chosen chats' chats/get dialogs."""
@@ -244,14 +253,6 @@ class ChatFaults:
         return cls(fail_chats=frozenset(parse_chat_ref(item)[0] for item in chats), fail_status=status,
                    cross_next=cross_next, cross_kind=cross_kind,
                    dialog_overrides={parse_chat_ref(k)[0]: copy.deepcopy(v) for k, v in overrides.items()})
-
-    def take_crossed(self, kind: str) -> bool:
-        """Whether this answer is a crossed one of `kind` (counted when it is)."""
-        if self.cross_next <= 0 or self.cross_kind != kind:
-            return False
-        self.cross_next -= 1
-        self.crossed += 1
-        return True
 
     def public(self) -> JSON:
         return {"fail_chats": sorted(self.fail_chats), "fail_status": self.fail_status,
