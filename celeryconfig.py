@@ -14,6 +14,7 @@ _settings = get_settings()
 # Each stage has its own queue so each scales and fails on its own; the per-worker rate limits
 # protect the model quota; the global Wappi send limit is a Redis token bucket (pipeline/send.py).
 STAGES: dict[str, tuple[str, str | None, int, int]] = {
+    "pipeline.poll_dispatch": ("poll", None, 20, 30),
     "pipeline.poll": ("poll", None, 50, 60),
     "pipeline.recover": ("poll", None, 50, 60),
     "pipeline.ingest": ("ingest", None, 20, 30),
@@ -95,10 +96,11 @@ redbeat_key_prefix = "assistant:redbeat:"
 redbeat_lock_timeout = 30
 beat_max_loop_interval = 5
 beat_schedule = {
-    "poll-wappi": {
-        "task": "pipeline.poll",
+    "poll-dispatch": {
+        "task": "pipeline.poll_dispatch",
         "schedule": _settings.poll_interval,
-        # A poll that waited longer than its interval is stale: drop it, the next one is coming.
+        # One poll task per due profile (tasks/poll.py); a dispatch that waited longer than its
+        # interval is stale: drop it, the next one is coming.
         "options": {"queue": "poll", "expires": max(_settings.poll_interval, 1.0)},
     },
     "follow-up-sweep": {

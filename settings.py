@@ -127,6 +127,21 @@ def _intervals(raw: str) -> tuple[int, ...]:
     return values
 
 
+def _rate_ladder(raw: str) -> tuple[int, ...]:
+    """`3,6,10,15` -> sends per minute allowed on a new profile's first, second, ... day."""
+    values = tuple(int(item) for item in raw.replace(" ", "").split(",") if item)
+    if any(value <= 0 for value in values) or list(values) != sorted(values):
+        raise ValueError("must be non-decreasing positive sends per minute, one per day, e.g. 3,6,10,15")
+    return values
+
+
+def _updates_mode(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"poll", "webhook"}:
+        raise ValueError("must be poll or webhook")
+    return value
+
+
 def _phone_list(raw: str) -> tuple[str, ...]:
     phones = tuple(normalize_phone(item) for item in raw.split(",") if item.strip())
     bad = [phone for phone in phones if not phone.isdigit() or len(phone) < 7]
@@ -273,6 +288,14 @@ class Settings:
                                          help="messages a minute per Wappi profile, across all workers")
     send_burst: int = _setting("SEND_BURST", _positive_int, 3,
                                help="messages that may go out back to back within that rate")
+    warmup_schedule: tuple[int, ...] = _setting(
+        "WARMUP_SCHEDULE", _rate_ladder, (2, 4, 6, 10, 15),
+        help="a new profile's send limit per minute on its 1st, 2nd, ... day (then SEND_RATE_PER_MINUTE); "
+             "a profile added with --no-warmup, or the environment's own, skips it")
+    proactive_daily_cap: int = _setting(
+        "PROACTIVE_DAILY_CAP", _positive_int, 50,
+        help="proactive messages (follow-up touches) a profile may send a day; over it they are held "
+             "until an operator resumes (`celery -A tasks profiles resume-proactive`); replies are not capped")
     send_chat_gap_min: float = _setting("SEND_CHAT_GAP_MIN", _non_negative_float, 1.0,
                                         help="least seconds between two messages to one chat")
     send_chat_gap_max: float = _setting("SEND_CHAT_GAP_MAX", _non_negative_float, 3.0,
@@ -292,6 +315,10 @@ class Settings:
     credentials_key: str = _setting("CREDENTIALS_KEY", _fernet_keys, "", secret=True,
                                     help="Fernet key(s) encrypting profile tokens in the database, comma-separated "
                                          "for rotation (the first encrypts); empty: only the environment's profile")
+    telegram_updates: str = _setting(
+        "TELEGRAM_UPDATES", _updates_mode, "poll",
+        help="how a Telegram bot profile gets its updates: poll (getUpdates, needs no public URL) or webhook "
+             "(POST /webhooks/telegram/<profile>; set it with `celery -A tasks profiles webhook`)")
     telegram_base_url: str = _setting("TELEGRAM_BASE_URL", _url, "https://api.telegram.org",
                                       help="Telegram Bot API base URL; the emulator's URL in tests")
     web_port: int = _setting("WEB_PORT", _positive_int, 8000, help="port of the web process (/health, /stats)")

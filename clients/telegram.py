@@ -16,12 +16,26 @@ from typing import Any
 
 import requests
 
+from clients.channel import (
+    ChannelAuthError,
+    ChannelError,
+    ChannelRateLimitedError,
+    ChannelRejectedError,
+    ChannelTransientError,
+    Media,
+    MediaRef,
+    MediaTooLargeError,
+    ProfileStatus,
+    RecipientUnreachableError,
+    SendResult,
+)
+
 TOKEN_MASK = "<token>"
 # getUpdates' long-poll wait is capped by the server; the HTTP read timeout is kept above it.
 MAX_POLL_TIMEOUT = 50
 
 
-class TelegramError(Exception):
+class TelegramError(ChannelError):
     """Base of every Bot API failure. `description` is Telegram's own text, never the token."""
 
     def __init__(self, message: str, *, error_code: int | None = None, description: str = "",
@@ -32,7 +46,7 @@ class TelegramError(Exception):
         self.method = method
 
 
-class TelegramTransientError(TelegramError):
+class TelegramTransientError(TelegramError, ChannelTransientError):
     """Network error, timeout, 5xx or 429: worth retrying later. `retry_after` is the server's
     hint in seconds (tasks.base.backoff takes it as a floor), None when it gave none."""
 
@@ -42,27 +56,27 @@ class TelegramTransientError(TelegramError):
         self.retry_after = retry_after
 
 
-class TelegramRateLimitedError(TelegramTransientError):
+class TelegramRateLimitedError(TelegramTransientError, ChannelRateLimitedError):
     """429 Too Many Requests; `retry_after` comes from `parameters.retry_after`."""
 
 
-class TelegramUnauthorizedError(TelegramError):
+class TelegramUnauthorizedError(TelegramError, ChannelAuthError):
     """401: the bot token is wrong or revoked; needs an operator, not a retry."""
 
 
-class TelegramBlockedError(TelegramError):
+class TelegramBlockedError(TelegramError, RecipientUnreachableError):
     """403: the user blocked the bot or deleted the account; never send to this chat again."""
 
 
-class TelegramChatNotFoundError(TelegramError):
+class TelegramChatNotFoundError(TelegramError, ChannelRejectedError):
     """400 chat not found: an unknown or wrong chat id; retrying won't help."""
 
 
-class TelegramRejectedError(TelegramError):
+class TelegramRejectedError(TelegramError, ChannelRejectedError):
     """Any other 4xx (a bad request, 409 conflict, a 403 that is not a block): retrying won't help."""
 
 
-class TelegramFileTooLargeError(TelegramRejectedError):
+class TelegramFileTooLargeError(TelegramRejectedError, MediaTooLargeError):
     """The file is over the caller's cap (or Telegram's 20 MB for getFile): refused from
     Content-Length or while reading, never after the whole file is in memory."""
 
@@ -428,6 +442,55 @@ class TelegramClient:
 
     def delete_webhook(self, *, drop_pending_updates: bool = False) -> None:
         self._call("deleteWebhook", {"drop_pending_updates": drop_pending_updates})
+
+
+def message_key(chat_id: int | str, message_id: int | str) -> str:
+    """A bot message's id as the pipeline stores it: message ids count per chat, so the chat is part of it."""
+    return f"{chat_id}:{message_id}"
+
+
+class TelegramBotChannel:
+    """One bot as a channel of the pipeline (`clients.channel.Channel`). A bot reads no chat
+    history (so an unclear send is sent again, not looked up), replies by quoting the customer's
+    message (sent plain if it is gone), and downloads a voice note by its `file_id`."""
+
+    reads_history = False
+
+    def __init__(self, client: TelegramClient, profile_id: str, *, max_media_bytes: int = 20 * 1024 * 1024) -> None:
+        self.client = client
+        self.profile_id = profile_id
+        self._max_media_bytes = max_media_bytes
+
+    def __repr__(self) -> str:
+        return f"TelegramBotChannel({self.profile_id!r})"
+
+    def get_status(self) -> ProfileStatus:
+        """getMe: a bot whose token works is always "connected"; a revoked token raises
+        TelegramUnauthorizedError."""
+        me = self.client.get_me()
+        return ProfileStatus(authorized=True, app_status="open", phone="", name=f"@{me.username}")
+
+    def send_message(self, recipient: str, text: str) -> SendResult:
+        sent = self.client.send_message(int(recipient), text)
+        return SendResult(message_id=message_key(recipient, sent.message_id), task_id="", time=sent.date)
+
+    def reply(self, message_id: str, text: str) -> SendResult:
+        chat_id, _, quoted = message_id.partition(":")
+        if not quoted.isdigit():
+            return self.send_message(chat_id, text)
+        sent = self.client.send_message(int(chat_id), text, reply_to_message_id=int(quoted))
+        return SendResult(message_id=message_key(chat_id, sent.message_id), task_id="", time=sent.date)
+
+    def get_messages(self, chat_id: str, *, limit: int = 50, offset: int = 0) -> list[Any]:
+        return []  # a bot cannot read a chat's history
+
+    def download_media(self, message_id: str, expected: MediaRef | None = None) -> Media:
+        if expected is None or not expected.file_id:
+            raise TelegramRejectedError(f"Telegram voice note {message_id}: no file_id was stored", method="getFile")
+        info = self.client.get_file(expected.file_id)
+        data = self.client.download_file(info.file_path, self._max_media_bytes)
+        return Media(data=data, mime_type=expected.mime_type or "audio/ogg",
+                     file_name=expected.file_name or info.file_path.rsplit("/", 1)[-1], media_type="ptt")
 
 
 def build_client(base_url: str, token: str, *, timeout: float) -> TelegramClient:

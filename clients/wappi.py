@@ -21,6 +21,18 @@ from typing import Any, TypeVar
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from clients.channel import (
+    ChannelAuthError,
+    ChannelError,
+    ChannelNotFoundError,
+    ChannelRejectedError,
+    ChannelTransientError,
+    Media,
+    MediaRef,
+    MediaTooLargeError,
+    ProfileStatus,
+    SendResult,
+)
 from domain.phones import is_group_chat, is_lid, is_person_chat, normalize_phone
 from settings import get_settings
 
@@ -28,7 +40,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class WappiError(Exception):
+class WappiError(ChannelError):
     """Base of every Wappi failure. `detail` is Wappi's own text, never the token."""
 
     def __init__(self, message: str, *, status_code: int | None = None, detail: str = "") -> None:
@@ -37,15 +49,15 @@ class WappiError(Exception):
         self.detail = detail
 
 
-class WappiAuthError(WappiError):
+class WappiAuthError(WappiError, ChannelAuthError):
     """Bad token (401/403) or an unpaid / logged-out profile: needs an operator, not a retry."""
 
 
-class WappiNotFoundError(WappiError):
+class WappiNotFoundError(WappiError, ChannelNotFoundError):
     """Unknown profile or message."""
 
 
-class WappiTransientError(WappiError):
+class WappiTransientError(WappiError, ChannelTransientError):
     """Network error, timeout, 5xx or 429: worth retrying later."""
 
 
@@ -54,11 +66,11 @@ class WappiCrossedResponseError(WappiTransientError):
     of one profile): dropped whole; asking again is the fix."""
 
 
-class WappiRejectedError(WappiError):
+class WappiRejectedError(WappiError, ChannelRejectedError):
     """Wappi refused the request (other 4xx, or 200 without status "done"): retrying won't help."""
 
 
-class WappiMediaTooLargeError(WappiRejectedError):
+class WappiMediaTooLargeError(WappiRejectedError, MediaTooLargeError):
     """The file is over the media cap (MAX_AUDIO_BYTES): refused from Content-Length or while
     reading, never after the whole file is in memory."""
 
@@ -66,18 +78,6 @@ class WappiMediaTooLargeError(WappiRejectedError):
 class WappiMediaMismatchError(WappiTransientError):
     """media/download answered with another message's file (Wappi has crossed the answers of
     concurrent calls of one profile): the answer is dropped and the download asked again."""
-
-
-@dataclass(frozen=True)
-class ProfileStatus:
-    authorized: bool
-    app_status: str
-    phone: str
-    name: str
-
-    @property
-    def healthy(self) -> bool:
-        return self.authorized and self.app_status == "open"
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,7 @@ class WappiMessage:
     file_link: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     is_channel: bool = False  # a Telegram channel (WhatsApp's are known by their id)
+    media: MediaRef | None = None  # the file, when the channel's parser read it (else from `raw`)
 
     @property
     def is_person(self) -> bool:
@@ -134,30 +135,6 @@ class MessagesPage:
 
     messages: list[WappiMessage]
     rejected: list[tuple[Mapping[str, Any], str]]
-
-
-@dataclass(frozen=True)
-class SendResult:
-    message_id: str
-    task_id: str
-    time: int = 0  # Wappi's unix time of the send; 0 when unknown
-
-
-@dataclass(frozen=True)
-class Media:
-    data: bytes
-    mime_type: str
-    file_name: str
-    media_type: str
-
-
-@dataclass(frozen=True)
-class MediaRef:
-    """What a message says about its file (name, size), to recognise the file's download."""
-
-    file_name: str = ""
-    size: int = 0
-    mime_type: str = ""
 
 
 VOICE_MESSAGE_TYPES = frozenset({"ptt", "audio"})
@@ -414,6 +391,7 @@ class WappiClient:
     caller's outbox decides), so a retry cannot multiply into a duplicate message."""
 
     api_root = "api"  # the path under the base URL: `api` (WhatsApp) or `tapi` (Telegram)
+    reads_history = True
 
     def __init__(self, session: requests.Session, base_url: str, token: str, profile_id: str,
                  *, timeout: float = 20.0, max_media_bytes: int | None = None) -> None:

@@ -97,6 +97,12 @@ class Profile(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Bot API getUpdates offset, written with the update it confirms (migration 0011).
+    update_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # When the send-limit warm-up started; None: no warm-up (a number already in use).
+    warmup_from: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The daily cap on proactive messages tripped: they are held until an operator resumes.
+    proactive_tripped_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Contact(Base):
@@ -135,6 +141,9 @@ class Contact(Base):
     # When the current burst of messages is due to be answered; read by the poll's overdue check
     # so that a burst whose timer died with its worker is still answered.
     batch_due_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+    # The customer blocked the bot or deleted the account: nothing is sent to them again.
+    unreachable_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    unreachable_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -183,6 +192,8 @@ class VoiceMedia(Base):
     file_name: Mapped[str] = mapped_column(String(255), default="")
     mime_type: Mapped[str] = mapped_column(String(100), default="")
     size: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes; 0 when Wappi did not say
+    # The channel's reference of the file where it downloads by one (a bot's file_id), else ''.
+    file_ref: Mapped[str] = mapped_column(String(255), default="", server_default="")
     audio: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -329,9 +340,12 @@ class ModelUsage(Base):
 
 class KnowledgeFile(Base):
     __tablename__ = "kb_files"
+    __table_args__ = (UniqueConstraint("base", "path", name="uq_kb_files_base_path"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(String(500), unique=True)
+    # The knowledge base the file belongs to: '' for KB_DIR's, a profile's own KB_DIR otherwise.
+    base: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    path: Mapped[str] = mapped_column(String(500))
     sha256: Mapped[str] = mapped_column(String(64))
     extractor: Mapped[str] = mapped_column(String(20))
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -4,7 +4,7 @@ PostgreSQL, the emulators, workers and beat). Not part of the product: the image
 from devstack.broker import PrivateRedis, redis_answers
 from devstack.database import MACHINE_POSTGRES, EmbeddedPostgres, create_database, database_url, migrate
 from devstack.processes import ROOT, free_port, wait_for
-from devstack.stack import Stack, shared_emulators
+from devstack.stack import Stack, shared_emulators, shared_telegram
 from devstack.workers import WorkerPool
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "migrate",
     "redis_answers",
     "shared_emulators",
+    "shared_telegram",
     "wait_for",
 ]

@@ -17,6 +17,7 @@ from devstack.workers import WorkerPool
 
 if TYPE_CHECKING:
     from emulators.gemini import GeminiEmulator
+    from emulators.telegram import TelegramEmulator
     from emulators.wappi import WappiEmulator
 
 
@@ -51,6 +52,15 @@ class Stack:
 
     def migrate(self, *, knowledge_base: bool = True) -> None:
         migrate(self.env, knowledge_base=knowledge_base)
+
+    def start_telegram(self, token: str) -> TelegramEmulator:
+        """A Telegram Bot API emulator (one bot, `token`) in this process, and TELEGRAM_BASE_URL for it."""
+        from emulators.telegram import TelegramEmulator  # deferred, as in start_emulators
+
+        telegram = TelegramEmulator(token=token).start()
+        self._stops.append(telegram.stop)
+        self.env["TELEGRAM_BASE_URL"] = telegram.url
+        return telegram
 
     def start_emulators(self, token: str, profile_id: str, api_key: str) -> tuple[WappiEmulator, GeminiEmulator]:
         """Both emulators in this process (threads), and the settings that point the product at them."""
@@ -94,6 +104,18 @@ def start_emulators(token: str, profile_id: str, api_key: str) -> tuple[WappiEmu
 
 
 _emulators: tuple[WappiEmulator, GeminiEmulator] | None = None
+_telegram: TelegramEmulator | None = None
+
+
+def shared_telegram(token: str) -> TelegramEmulator:
+    """One Telegram Bot API emulator per process (one bot, `token`), started on first use."""
+    # deferred: a stack against the real services never loads the emulators
+    from emulators.telegram import TelegramEmulator
+
+    global _telegram
+    if _telegram is None:
+        _telegram = TelegramEmulator(token=token).start()
+    return _telegram
 
 
 def shared_emulators(token: str, profile_id: str, api_key: str) -> tuple[WappiEmulator, GeminiEmulator]:

@@ -58,7 +58,9 @@ class OutboxStatus(StrEnum):
 OUTBOX_TRANSITIONS: dict[OutboxStatus, frozenset[OutboxStatus]] = {
     OutboxStatus.PENDING: frozenset({OutboxStatus.SENDING, OutboxStatus.FAILED, OutboxStatus.CANCELLED}),
     # Back to PENDING when Wappi refused the call outright (nothing went out).
-    OutboxStatus.SENDING: frozenset({OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.FAILED}),
+    # CANCELLED when the customer cannot be reached (blocked the bot): the call was refused.
+    OutboxStatus.SENDING: frozenset({OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.FAILED,
+                                     OutboxStatus.CANCELLED}),
     # A replay: back to SENDING when the last call's outcome is unknown (it reconciles first).
     OutboxStatus.FAILED: frozenset({OutboxStatus.PENDING, OutboxStatus.SENDING}),
 }
@@ -94,6 +96,7 @@ class StopReason(StrEnum):
     HUMAN_REPLIED = "human_replied"
     FAILED = "failed"  # its touch failed for good (a dead letter); a replay reopens it
     COMPLETED = "completed_5_touches"
+    UNREACHABLE = "unreachable"  # the customer blocked the bot or deleted the account
 
 
 class CallStatus(StrEnum):

@@ -2,12 +2,14 @@
 
 BM25 (rank-bm25) over Russian word stems (snowballstemmer): it ranks well for short, keyword-heavy
 customer questions, needs no model, and works the same whatever the database. A knowledge base
-that fits in the budget is sent whole.
+that fits in the budget is sent whole. Each base (KB_DIR's, or a profile's own) is searched alone.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import snowballstemmer
@@ -61,31 +63,45 @@ class Index:
         return sorted(chosen, key=lambda chunk: chunk.order)
 
 
-def _version(session: Session) -> tuple[int, int]:
-    count, newest = session.execute(select(func.count(KnowledgeChunk.id), func.max(KnowledgeChunk.id))).one()
+def _version(session: Session, base: str) -> tuple[int, int]:
+    count, newest = session.execute(select(func.count(KnowledgeChunk.id), func.max(KnowledgeChunk.id))
+                                    .join(KnowledgeFile, KnowledgeFile.id == KnowledgeChunk.file_id)
+                                    .where(KnowledgeFile.base == base)).one()
     return int(count or 0), int(newest or 0)
 
 
-_cache: dict[tuple[str, tuple[int, int]], Index] = {}
+CACHED_BASES = 64  # indexes kept per process, the most recently used; a worker serves a few businesses
+
+# (database URL, base) -> (the base's version, its index), least recently used first. Workers may
+# run threads, so the cache is read and changed under a lock.
+_cache: OrderedDict[tuple[str, str], tuple[tuple[int, int], Index]] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
-def current_index(session: Session) -> Index:
-    """This process's index, reloaded only when the table changed (one cheap query per call).
+def current_index(session: Session, base: str = "") -> Index:
+    """This process's index of `base`, reloaded only when that base changed (one cheap query per call).
 
     The chunks are read in the caller's session, so the index always matches the version seen."""
-    version = _version(session)
-    key = (str(getattr(session.get_bind(), "url", "")), version)
-    index = _cache.get(key)
-    if index is None:
-        rows = session.execute(select(KnowledgeChunk.id, KnowledgeFile.path, KnowledgeChunk.position,
-                                      KnowledgeChunk.text, KnowledgeChunk.tokens)
-                               .join(KnowledgeFile, KnowledgeFile.id == KnowledgeChunk.file_id)
-                               .order_by(KnowledgeFile.path, KnowledgeChunk.position)).all()
-        index = Index([Chunk(id=row[0], order=(row[1], row[2]), text=row[3], tokens=row[4]) for row in rows])
-        _cache.clear()  # one index per process: the newest
-        _cache[key] = index
+    version = _version(session, base)
+    key = (str(getattr(session.get_bind(), "url", "")), base)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None and cached[0] == version:
+            _cache.move_to_end(key)
+            return cached[1]
+    rows = session.execute(select(KnowledgeChunk.id, KnowledgeFile.path, KnowledgeChunk.position,
+                                  KnowledgeChunk.text, KnowledgeChunk.tokens)
+                           .join(KnowledgeFile, KnowledgeFile.id == KnowledgeChunk.file_id)
+                           .where(KnowledgeFile.base == base)
+                           .order_by(KnowledgeFile.path, KnowledgeChunk.position)).all()
+    index = Index([Chunk(id=row[0], order=(row[1], row[2]), text=row[3], tokens=row[4]) for row in rows])
+    with _cache_lock:
+        _cache[key] = (version, index)
+        _cache.move_to_end(key)
+        while len(_cache) > CACHED_BASES:
+            _cache.popitem(last=False)
     return index
 
 
-def knowledge_for(session: Session, query: str, budget: int) -> str:
-    return "\n\n".join(chunk.text for chunk in current_index(session).select(query, budget))
+def knowledge_for(session: Session, query: str, budget: int, base: str = "") -> str:
+    return "\n\n".join(chunk.text for chunk in current_index(session, base).select(query, budget))

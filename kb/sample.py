@@ -1,16 +1,20 @@
-"""Generate the sample knowledge base: a PDF for a fictional Almaty bakery, in Russian.
+"""Generate the sample knowledge bases: PDFs for fictional businesses, in Russian.
 
-    python -m kb.sample [--pages N] [--out kb/docs/sweet_almaty.pdf]
+    python -m kb.sample [--business bakery|flowers] [--pages N] [--out PATH]
 
-The shipped `kb/docs/sweet_almaty.pdf` was made with this. `--pages` repeats the catalogue with
-numbered variations to make bigger knowledge bases for the token benchmark. Needs fpdf2 (a dev
-dependency) and a Unicode TTF font (DejaVu Sans; `apt-get install fonts-dejavu-core`).
+The shipped `kb/docs/sweet_almaty.pdf` (an Almaty bakery, the default) and
+`kb/examples/flowers/astra_flowers.pdf` (an Astana flower shop, `--business flowers`: a second
+business with facts of its own, for a profile with its own KB_DIR) were made with this. `--pages`
+repeats the catalogue with numbered variations to make bigger knowledge bases for the token
+benchmark. Needs fpdf2 (a dev dependency) and a Unicode TTF font (DejaVu Sans;
+`apt-get install fonts-dejavu-core`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 FONT_CANDIDATES = (
@@ -67,6 +71,59 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ]),
 ]
 
+FLOWERS_TITLE = "Цветочная лавка «Астра»"
+
+FLOWERS_SECTIONS: list[tuple[str, list[str]]] = [
+    ("О компании", [
+        "Цветочная лавка «Астра» собирает букеты и цветочные композиции в Астане с 2019 года.",
+        "Адрес: Астана, улица Кенесары, 40. Работаем ежедневно с 08:00 до 22:00, без выходных.",
+        "Телефон и WhatsApp: +7 702 111 22 33. Флористы отвечают на сообщения с 08:00 до 21:00.",
+    ]),
+    ("Букеты и цены", [
+        "Букет «Весна», 25 роз — 18 500 ₸.",
+        "Букет «Нежность», 15 кустовых пионовидных роз — 14 900 ₸.",
+        "Моно-букет из 51 красной розы — 39 000 ₸.",
+        "Тюльпаны, 25 штук (сезон с февраля по май) — 12 500 ₸.",
+        "Пионы, 9 штук (сезон с мая по июль) — 21 000 ₸.",
+        "Композиция в шляпной коробке «Астра» — от 16 000 ₸.",
+        "Корзина с хризантемами и эвкалиптом — 24 000 ₸.",
+        "Открытка с вашим текстом — 700 ₸. Упаковка в крафт или плёнку — бесплатно.",
+    ]),
+    ("Заказ и оплата", [
+        "Букет из наличия соберём за 30 минут; букет к точному времени — заказ накануне до 20:00.",
+        "Оплата: Kaspi, банковская карта или наличные курьеру.",
+        "На 8 Марта и 14 февраля заказы принимаем со 100 % предоплатой.",
+        "Если цветы не понравились при получении, заменим букет в тот же день.",
+    ]),
+    ("Доставка", [
+        "Доставка по Астане — 2 000 ₸, бесплатно при заказе от 30 000 ₸.",
+        "Доставка в Косшы и Талапкер — 3 500 ₸.",
+        "Доставляем ежедневно с 09:00 до 22:00, срочная доставка за 90 минут — 3 000 ₸.",
+        "Фото букета отправляем в WhatsApp перед выездом курьера.",
+        "Самовывоз из лавки на улице Кенесары, 40 — бесплатно.",
+    ]),
+    ("Частые вопросы", [
+        "Вопрос: Сколько простоит букет? Ответ: Розы — 7–10 дней, если каждый день менять воду "
+        "и подрезать стебли.",
+        "Вопрос: Можно доставить анонимно? Ответ: Да, курьер не назовёт отправителя.",
+        "Вопрос: Есть ли скидки? Ответ: Скидка 5 % на второй заказ в течение месяца.",
+    ]),
+]
+
+
+@dataclass(frozen=True)
+class Business:
+    title: str
+    sections: list[tuple[str, list[str]]]
+    out: Path  # where the shipped PDF lives
+
+
+HERE = Path(__file__).resolve().parent
+BUSINESSES = {
+    "bakery": Business(TITLE, SECTIONS, HERE / "docs" / "sweet_almaty.pdf"),
+    "flowers": Business(FLOWERS_TITLE, FLOWERS_SECTIONS, HERE / "examples" / "flowers" / "astra_flowers.pdf"),
+}
+
 
 def font_path() -> str:
     for candidate in FONT_CANDIDATES:
@@ -75,9 +132,10 @@ def font_path() -> str:
     raise SystemExit("no Unicode TTF font found: set KB_FONT or apt-get install fonts-dejavu-core")
 
 
-def build_pdf(out: Path, pages: int = 1) -> Path:
+def build_pdf(out: Path, pages: int = 1, business: str = "bakery") -> Path:
     from fpdf import FPDF  # dev dependency: only this generator needs it
 
+    catalogue = BUSINESSES[business]
     pdf = FPDF(format="A4")
     pdf.add_font("DejaVu", fname=font_path())
     pdf.set_auto_page_break(auto=True, margin=15)
@@ -85,8 +143,8 @@ def build_pdf(out: Path, pages: int = 1) -> Path:
         pdf.add_page()
         pdf.set_font("DejaVu", size=16)
         suffix = "" if page == 0 else f" — каталог, часть {page + 1}"
-        pdf.multi_cell(0, 9, TITLE + suffix, new_x="LMARGIN", new_y="NEXT")
-        for title, lines in SECTIONS:
+        pdf.multi_cell(0, 9, catalogue.title + suffix, new_x="LMARGIN", new_y="NEXT")
+        for title, lines in catalogue.sections:
             pdf.set_font("DejaVu", size=13)
             pdf.multi_cell(0, 8, title, new_x="LMARGIN", new_y="NEXT")
             pdf.set_font("DejaVu", size=10)
@@ -103,10 +161,11 @@ def build_pdf(out: Path, pages: int = 1) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--business", choices=sorted(BUSINESSES), default="bakery")
     parser.add_argument("--pages", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "docs" / "sweet_almaty.pdf")
+    parser.add_argument("--out", type=Path, help="default: the business's shipped PDF")
     args = parser.parse_args()
-    print(build_pdf(args.out, args.pages))
+    print(build_pdf(args.out or BUSINESSES[args.business].out, args.pages, args.business))
 
 
 if __name__ == "__main__":

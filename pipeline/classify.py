@@ -26,6 +26,7 @@ from domain.states import Direction, MessageStatus, UsagePurpose
 from pipeline.contacts import waiting_contact
 from pipeline.history import contact_data_of, conversation_turns, to_contents
 from pipeline.locks import contact_turn
+from pipeline.profile_settings import message_settings
 from pipeline.usage import record_usage
 from prompts import render
 from settings import Settings
@@ -172,6 +173,7 @@ def run_classify(sessions: SessionFactory, gemini: GeminiClient, message_id: int
     the model is called outside any transaction."""
     with sessions() as session:
         contact_id = waiting_contact(session, message_id)
+        settings = message_settings(session, message_id, settings)  # the business's own
     if contact_id is None:
         return None
     with contact_turn(contact_id):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,9 +27,11 @@ from domain.answers import short_answer
 from domain.clock import human_datetime
 from domain.states import Author, FollowUpStatus, OutboxKind, StopReason, UsagePurpose
 from domain.working_hours import WorkingHours
+from kb.index import kb_base
 from kb.retrieval import knowledge_for
 from pipeline.history import Turn, contact_data_of, conversation_turns, to_contents
 from pipeline.outbox import follow_up_key, unsent_row, write_outbox
+from pipeline.profile_settings import contact_settings, profile_settings
 from pipeline.usage import record_usage
 from prompts import render
 from settings import Settings
@@ -55,9 +58,10 @@ def touch_due_at(hours: WorkingHours, anchor: datetime, intervals: tuple[int, ..
     return hours.next_open(anchor + timedelta(hours=intervals[touch_number - 1]))
 
 
-def start_chains(session: Session, now: datetime, hours: WorkingHours, intervals: tuple[int, ...],
-                 limit: int = 10_000) -> int:
-    """Start a chain for each lead whose chat has ended with our reply for at least the first interval."""
+def start_chains(session: Session, now: datetime, hours_for: Callable[[int], WorkingHours],
+                 intervals: tuple[int, ...], limit: int = 10_000) -> int:
+    """Start a chain for each lead whose chat has ended with our reply for at least the first interval;
+    its first touch falls within its own profile's working hours (`hours_for(profile_id)`)."""
     cutoff = now - timedelta(hours=intervals[0])
     # The bare column (not "IS true") lets PostgreSQL use the partial index on awaiting_follow_up.
     query = (select(Contact).where(Contact.awaiting_follow_up, Contact.last_message_at <= cutoff)
@@ -70,7 +74,8 @@ def start_chains(session: Session, now: datetime, hours: WorkingHours, intervals
         if contact.paused_until is not None and contact.paused_until > now:
             continue
         anchor = contact.last_message_at or now
-        row = insert_ignore_chain(session, contact.id, anchor, touch_due_at(hours, anchor, intervals, 1))
+        row = insert_ignore_chain(session, contact.id, anchor,
+                                  touch_due_at(hours_for(contact.profile_id), anchor, intervals, 1))
         started += 1 if row else 0
     return started
 
@@ -130,7 +135,7 @@ def reopen(session: Session, chain_id: int) -> None:
 
 
 def plan_touch(session: Session, chain_id: int, touch_number: int, now: datetime, *, business_name: str,
-               timezone: str, kb_budget: int, history_limit: int) -> TouchPlan | StopReason | None:
+               timezone: str, kb_budget: int, history_limit: int, kb_base: str = "") -> TouchPlan | StopReason | None:
     """What touch `touch_number` needs, a reason to stop the chain, or None when there is nothing to do."""
     chain = session.get(FollowUp, chain_id)
     if chain is None or chain.status != FollowUpStatus.ACTIVE or chain.touch_number != touch_number - 1:
@@ -145,7 +150,7 @@ def plan_touch(session: Session, chain_id: int, touch_number: int, now: datetime
     last_client = next((turn.text for turn in reversed(turns) if turn.role == "user"), "")
     last_inbound = contact.last_inbound_at or chain.anchor_at
     hours_since = max(0, int((now - last_inbound).total_seconds() // 3600))
-    knowledge = knowledge_for(session, last_client, kb_budget) or "(база знаний пуста)"
+    knowledge = knowledge_for(session, last_client, kb_budget, base=kb_base) or "(база знаний пуста)"
     # The system text holds only what we wrote or computed; the contact's names (a data block) and
     # the conversation (turns) are user content, so no customer text can act as instruction.
     system = render("follow_up", business_name=business_name, touch_number=str(touch_number),
@@ -204,7 +209,14 @@ def claim_lease(settings: Settings) -> timedelta:
 def sweep_once(session: Session, now: datetime, settings: Settings) -> list[tuple[int, int]]:
     """Start chains that are due to start and claim due touches; returns the claimed touches.
     One transaction: an idle sweep is two indexed queries."""
-    started = start_chains(session, now, WorkingHours.from_settings(settings), settings.follow_up_intervals)
+    hours: dict[int, WorkingHours] = {}
+
+    def hours_for(profile_id: int) -> WorkingHours:
+        if profile_id not in hours:
+            hours[profile_id] = WorkingHours.from_settings(profile_settings(session, profile_id, settings))
+        return hours[profile_id]
+
+    started = start_chains(session, now, hours_for, settings.follow_up_intervals)
     claimed = claim_due(session, now, lease_for=claim_lease(settings))
     if started or claimed:
         log.info("follow-up sweep: %d chains started, %d touches due", started, len(claimed))
@@ -217,10 +229,14 @@ def run_touch(sessions: SessionFactory, gemini: GeminiClient, chain_id: int, tou
     The model is called outside any transaction."""
     with sessions() as session:
         renew_claim(session, chain_id, touch_number, now + claim_lease(settings))
+        contact_id = session.scalar(select(FollowUp.contact_id).where(FollowUp.id == chain_id))
+        business = contact_settings(session, contact_id, settings) if contact_id is not None else settings
+    knowledge_base = kb_base(business.kb_dir, settings.kb_dir)
+    settings = business  # the touch speaks for its own business, in its hours
     with sessions() as session:
         plan = plan_touch(session, chain_id, touch_number, now, business_name=settings.business_name,
                           timezone=settings.timezone, kb_budget=settings.kb_token_budget,
-                          history_limit=settings.history_limit)
+                          history_limit=settings.history_limit, kb_base=knowledge_base)
         if isinstance(plan, StopReason):
             stop(session, chain_id, plan)
             return None

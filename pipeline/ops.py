@@ -27,7 +27,7 @@ from db.models import (
     ScheduledCall,
 )
 from db.session import SessionFactory
-from domain.states import Direction, FollowUpStatus, MessageStatus, OutboxKind, OutboxStatus
+from domain.states import Direction, FollowUpStatus, MessageStatus, OutboxKind, OutboxStatus, Provider
 from infra.logging import mask_phone
 from pipeline.poll import FAILURE_ALERT
 
@@ -42,9 +42,26 @@ def _check(name: str, probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return {name: result}
 
 
+OK, DEGRADED, FAILING = "ok", "degraded", "failing"
+
+
+def overall(checks: dict[str, Any], profile_checks: dict[str, list[str]]) -> str:
+    """`failing` when a shared part (database, Redis, beat) fails or every profile is down;
+    `degraded` when some of several profiles are down (the others keep answering); else `ok`."""
+    shared = [name for name in checks if not any(name in names for names in profile_checks.values())]
+    if not all(checks[name]["ok"] for name in shared):
+        return FAILING
+    down = [profile for profile, names in profile_checks.items() if not all(checks[name]["ok"] for name in names)]
+    if down and len(down) == len(profile_checks):
+        return FAILING
+    return DEGRADED if down else OK
+
+
 def health(sessions: SessionFactory, redis_client: redis.Redis,
            status_of: Callable[[str], Any], *, poll_interval: float, redbeat_prefix: str,
-           now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
+           now: datetime | None = None) -> tuple[str, dict[str, Any]]:
+    """Every check, and the overall status (`overall`). Each profile's checks are named
+    `<check>:<profile>`; `profiles` sums them up."""
     now = now or datetime.now(UTC)
     checks: dict[str, Any] = {}
 
@@ -55,20 +72,31 @@ def health(sessions: SessionFactory, redis_client: redis.Redis,
 
     checks.update(_check("database", database))
     checks.update(_check("redis", lambda: {"ping": bool(redis_client.ping())}))
-    profiles: list[tuple[str, datetime | None]] = []
+    profiles: list[tuple[str, str, datetime | None, datetime | None]] = []
     if checks["database"]["ok"]:
         with sessions() as session:
-            profiles = [(row.profile_id, row.last_poll_at) for row in
-                        session.scalars(select(Profile).where(Profile.active.is_(True)))]
+            profiles = [(row.profile_id, row.provider, row.last_poll_at, row.proactive_tripped_at) for row in
+                        session.scalars(select(Profile).where(Profile.active.is_(True)).order_by(Profile.id))]
+    profile_checks: dict[str, list[str]] = {}
 
-    for profile_id, last_poll in profiles:
-        def wappi(profile_id: str = profile_id) -> dict[str, Any]:
+    for profile_id, provider, last_poll, tripped in profiles:
+        before = set(checks)
+
+        def account(profile_id: str = profile_id) -> dict[str, Any]:
             status = status_of(profile_id)
             if not status.healthy:
                 raise RuntimeError(f"authorized={status.authorized} app_status={status.app_status!r}")
             return {"authorized": status.authorized, "app_status": status.app_status}
 
-        checks.update(_check(f"wappi:{profile_id}", wappi))
+        checks.update(_check(f"{'telegram' if provider == Provider.TELEGRAM_BOT else 'wappi'}:{profile_id}", account))
+
+        def proactive(tripped: datetime | None = tripped) -> dict[str, Any]:
+            if tripped is not None:
+                raise RuntimeError(f"the daily cap on proactive messages tripped at {tripped.isoformat()}: "
+                                   "follow-ups are held until an operator resumes them")
+            return {"held": False}
+
+        checks.update(_check(f"proactive:{profile_id}", proactive))
 
         def sending(profile_id: str = profile_id) -> dict[str, Any]:
             # Set by the send stage when Wappi refuses to send; cleared when the profile is back.
@@ -106,12 +134,13 @@ def health(sessions: SessionFactory, redis_client: redis.Redis,
             return {"retrying": len(failures)}
 
         checks.update(_check(f"chats:{profile_id}", failing_chats))
+        profile_checks[profile_id] = sorted(set(checks) - before)
 
     def beat() -> dict[str, Any]:
         lock_ttl = redis_client.pttl(f"{redbeat_prefix}:lock")
         if lock_ttl is None or lock_ttl < 0:
             raise RuntimeError("no beat holds the redbeat lock")
-        meta = redis_client.hget(f"{redbeat_prefix}poll-wappi", "meta")
+        meta = redis_client.hget(f"{redbeat_prefix}poll-dispatch", "meta")
         last_run = None
         if meta:
             last_run = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at")
@@ -123,7 +152,14 @@ def health(sessions: SessionFactory, redis_client: redis.Redis,
         return {"lock_ttl_ms": lock_ttl, "last_poll_scheduled_seconds_ago": round(age, 1)}
 
     checks.update(_check("beat", beat))
-    return all(check["ok"] for check in checks.values()), checks
+    status = overall(checks, profile_checks)
+    checks["profiles"] = {
+        "ok": status != FAILING,
+        **{profile_id: {"ok": all(checks[name]["ok"] for name in names),
+                        "down": [name.split(":", 1)[0] for name in names if not checks[name]["ok"]]}
+           for profile_id, names in profile_checks.items()},
+    }
+    return status, checks
 
 
 def stats(session: Session, redis_client: redis.Redis, timezone: str, now: datetime | None = None) -> dict[str, Any]:

@@ -25,23 +25,20 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from clients.wappi import (
-    Dialog,
-    WappiAuthError,
-    WappiClient,
-    WappiError,
-    WappiMessage,
-    WappiTransientError,
-)
+from clients.channel import Channel, ChannelAuthError, ChannelError, ChannelTransientError
+from clients.telegram import TelegramBotChannel
+from clients.wappi import Dialog, WappiClient, WappiError, WappiMessage
 from db.models import ChatPollFailure, Contact, Message, Profile
 from db.session import SessionFactory, insert_ignore
-from domain.states import MessageStatus
+from domain.states import MessageStatus, Provider
 from domain.text import clean_text
 from infra.logging import mask_phone
 from infra.redis import get_redis, key
+from pipeline.bot_updates import BotPollResult, poll_bot
 from pipeline.contacts import upsert_contact
 from pipeline.inbound import PROVIDER_ID_CHARS, is_history, record_rejected, store_one
-from pipeline.profiles import active_profiles, down_reason, ensure_profile, mark_profile, refusal_reason
+from pipeline.profile_settings import settings_for
+from pipeline.profiles import down_reason, ensure_profile, mark_profile, refusal_reason
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +49,8 @@ FAILURE_BACKOFF_FIRST = 5.0  # seconds before the first retry of a failing chat;
 FAILURE_BACKOFF_MAX = 300.0
 FAILURE_ALERT = 3  # failures in a row after which a chat is reported in /health and logged as an error
 OVERDUE_GRACE = timedelta(seconds=30)  # a live timer fires on time; one this late has lost its worker
-BACKOFF_MAX = 300.0  # a profile Wappi refuses is polled at most this rarely (s) until it is back
+BACKOFF_MAX = 300.0  # a profile the provider refuses is polled at most this rarely (s) until it is back
+FAILING_BACKOFF_MAX = 60.0  # a profile whose provider keeps failing (timeouts, 5xx) at most this rarely (s)
 
 
 @dataclass(frozen=True)
@@ -266,91 +264,143 @@ def overdue_bursts(session: Session, before: datetime, limit: int = 100) -> list
     return newest
 
 
-def backoff_delay(failures: int, interval: float) -> float:
-    """Seconds until a refused profile is polled again: the poll interval, doubled per failure in a
-    row, at most BACKOFF_MAX."""
-    return min(BACKOFF_MAX, max(interval, 1.0) * 2 ** max(failures - 1, 0))
+def backoff_delay(failures: int, interval: float, most: float = BACKOFF_MAX) -> float:
+    """Seconds until a refused or failing profile is polled again: the poll interval, doubled per
+    failure in a row, at most `most`."""
+    return min(most, max(interval, 1.0) * 2 ** max(failures - 1, 0))
 
 
-def _backing_off(profile_id: str) -> bool:
+def backing_off(profile_id: str) -> bool:
     until = get_redis().hget(key("poll-backoff", profile_id), "until")
     return until is not None and float(until) > datetime.now(UTC).timestamp()
 
 
-def _refused(sessions: SessionFactory, wappi: WappiClient, exc: WappiAuthError, interval: float) -> None:
-    """Wappi refuses this profile (not authorized, not paid): poll it ever more rarely, mark it down
-    (so /health says why and sends are held), and log once per change, not every tick."""
+def _back_off(profile_id: str, interval: float, most: float) -> tuple[int, float]:
     client = get_redis()
-    backoff_key = key("poll-backoff", wappi.profile_id)
+    backoff_key = key("poll-backoff", profile_id)
     failures = int(client.hincrby(backoff_key, "failures", 1))
-    delay = backoff_delay(failures, interval)
+    delay = backoff_delay(failures, interval, most)
     client.hset(backoff_key, "until", str(datetime.now(UTC).timestamp() + delay))
-    reason = refusal_reason(exc.status_code)
+    client.expire(backoff_key, int(BACKOFF_MAX * 4))
+    return failures, delay
+
+
+def _refused(sessions: SessionFactory, channel: Channel, exc: ChannelAuthError, interval: float) -> None:
+    """The provider refuses this profile (not authorized, not paid, a revoked bot token): poll it
+    ever more rarely, mark it down (so /health says why and sends are held), and log once per
+    change, not every tick."""
+    failures, delay = _back_off(channel.profile_id, interval, BACKOFF_MAX)
+    reason = refusal_reason(getattr(exc, "status_code", None))
     with sessions() as session:
-        changed = mark_profile(session, wappi.profile_id, reason, datetime.now(UTC))
+        changed = mark_profile(session, channel.profile_id, reason, datetime.now(UTC))
     if failures == 1 or changed:
-        log.error("poll of profile %s refused by Wappi (%s): %s; polling backs off (up to %.0f s)",
-                  wappi.profile_id, reason, exc, BACKOFF_MAX)
+        log.error("poll of profile %s refused by the provider (%s): %s; polling backs off (up to %.0f s)",
+                  channel.profile_id, reason, exc, BACKOFF_MAX)
     else:
         log.debug("poll of profile %s still refused (%d in a row); next try in %.0f s",
-                  wappi.profile_id, failures, delay)
+                  channel.profile_id, failures, delay)
 
 
-def _recovered(sessions: SessionFactory, wappi: WappiClient) -> None:
-    """The first good poll after a refusal: stop backing off, and record the profile's real state."""
+def _recovered(sessions: SessionFactory, channel: Channel) -> None:
+    """The first good poll after a refusal or failures: stop backing off, and record the profile's
+    real state."""
     client = get_redis()
-    backoff_key = key("poll-backoff", wappi.profile_id)
+    backoff_key = key("poll-backoff", channel.profile_id)
     if not client.exists(backoff_key):
         return
     client.delete(backoff_key)
     try:
-        reason = down_reason(wappi.get_status())
-    except WappiError as exc:
-        log.warning("poll of profile %s works again, but its status could not be read: %s", wappi.profile_id, exc)
+        reason = down_reason(channel.get_status())
+    except ChannelError as exc:
+        log.warning("poll of profile %s works again, but its status could not be read: %s", channel.profile_id, exc)
         return
     with sessions() as session:
-        mark_profile(session, wappi.profile_id, reason, datetime.now(UTC))
-    log.warning("poll of profile %s works again", wappi.profile_id)
+        mark_profile(session, channel.profile_id, reason, datetime.now(UTC))
+    log.warning("poll of profile %s works again", channel.profile_id)
 
 
-def run_poll(sessions: SessionFactory, settings: Settings, wappi_for: Callable[[str], WappiClient],
-             start: Callable[[list[int]], None]) -> int:
-    """Poll every active profile, each chat in its own transaction; hand the new customer messages
-    to `start` after each commit, and restart bursts whose timers died. Returns how many started."""
-    started = 0
+@dataclass(frozen=True)
+class DueProfile:
+    id: int
+    profile_id: str
+
+
+def due_profiles(sessions: SessionFactory, settings: Settings) -> list[DueProfile]:
+    """The profiles to poll this tick: active, not backing off, and not a bot that takes its
+    updates by webhook. The environment's profile is created on first use."""
     with sessions() as session:
         ensure_profile(session, settings)
-        provider_ids = active_profiles(session)
-    for profile_db_id, provider_id in provider_ids.items():
-        if _backing_off(provider_id):
-            continue
-        wappi = wappi_for(provider_id)
-        try:
-            result = poll_profile(sessions, wappi, profile_db_id, start,
-                                  stale_after=settings.stale_after_minutes * 60,
-                                  human_pause=timedelta(hours=settings.human_pause_hours))
-        except SoftTimeLimitExceeded:
-            # What was stored is committed chat by chat; the next tick goes on from there.
-            log.warning("poll of profile %s ran out of time; the next poll continues", provider_id)
-            break
-        except WappiAuthError as exc:
-            _refused(sessions, wappi, exc, settings.poll_interval)
-            continue
-        except WappiError as exc:
-            # chats/get failed: nothing moved (chat cursors, watermark); the next poll reads again.
-            level = logging.WARNING if isinstance(exc, WappiTransientError) else logging.ERROR
-            log.log(level, "poll of profile %s failed: %s", provider_id, exc)
-            continue
-        _recovered(sessions, wappi)
-        started += len(result.to_answer)
-        get_redis().set(key("last-poll-ok", provider_id), datetime.now(UTC).isoformat())
-        if result.chats_changed:
-            log.info("poll %s: %d chats changed, %d messages stored, %d to answer, %d chats failed",
-                     provider_id, result.chats_changed, result.stored, len(result.to_answer),
-                     result.chats_failed)
+        active = session.scalars(select(Profile).where(Profile.active.is_(True)).order_by(Profile.id))
+        candidates = [DueProfile(profile.id, profile.profile_id) for profile in active
+                      if profile.provider != Provider.TELEGRAM_BOT
+                      or settings_for(profile, settings).telegram_updates == "poll"]
+    return [due for due in candidates if not backing_off(due.profile_id)]
+
+
+def restart_overdue(sessions: SessionFactory, start: Callable[[list[int]], None]) -> int:
+    """Bursts whose timers died with their workers are started again."""
     with sessions() as session:
         overdue = overdue_bursts(session, datetime.now(UTC) - OVERDUE_GRACE)
     if overdue:
         log.warning("poll: restarting %d bursts whose timers died with their workers", len(overdue))
         start(overdue)
+    return len(overdue)
+
+
+def run_poll_profile(sessions: SessionFactory, settings: Settings, channel_for: Callable[[str], Channel],
+                     start: Callable[[list[int]], None], profile_db_id: int) -> int:
+    """One poll of one profile, whatever its provider; hands the new customer messages to `start`
+    after each commit. A refused profile backs off up to BACKOFF_MAX and is marked down; a failing
+    one (timeouts, 5xx) backs off up to FAILING_BACKOFF_MAX. Returns how many conversations started."""
+    with sessions() as session:
+        profile = session.get(Profile, profile_db_id)
+        if profile is None or not profile.active:
+            return 0
+        provider_id, provider = profile.profile_id, profile.provider
+    channel = channel_for(provider_id)
+    human_pause = timedelta(hours=settings.human_pause_hours)
+    stale_after = settings.stale_after_minutes * 60
+    result: PollResult | BotPollResult
+    try:
+        if provider == Provider.TELEGRAM_BOT:
+            assert isinstance(channel, TelegramBotChannel)
+            result = poll_bot(sessions, channel.client, profile_db_id, start, stale_after=stale_after,
+                              human_pause=human_pause)
+        else:
+            assert isinstance(channel, WappiClient)
+            result = poll_profile(sessions, channel, profile_db_id, start, stale_after=stale_after,
+                                  human_pause=human_pause)
+    except SoftTimeLimitExceeded:
+        # What was stored is committed chat by chat; the next tick goes on from there.
+        log.warning("poll of profile %s ran out of time; the next poll continues", provider_id)
+        return 0
+    except ChannelAuthError as exc:
+        _refused(sessions, channel, exc, settings.poll_interval)
+        return 0
+    except ChannelError as exc:
+        # Nothing moved (chat cursors, watermark, update offset); the next poll reads again, after a
+        # backoff when it keeps failing, so a slow provider costs its own profile only.
+        failures, delay = _back_off(provider_id, settings.poll_interval, FAILING_BACKOFF_MAX)
+        level = logging.WARNING if isinstance(exc, ChannelTransientError) and failures < FAILURE_ALERT \
+            else logging.ERROR
+        log.log(level, "poll of profile %s failed (%d in a row, next try in %.0f s): %s",
+                provider_id, failures, delay, exc)
+        return 0
+    _recovered(sessions, channel)
+    get_redis().set(key("last-poll-ok", provider_id), datetime.now(UTC).isoformat())
+    if result.chats_changed:
+        log.info("poll %s: %d chats changed, %d messages stored, %d to answer, %d chats failed",
+                 provider_id, result.chats_changed, result.stored, len(result.to_answer), result.chats_failed)
+    return len(result.to_answer)
+
+
+def run_poll(sessions: SessionFactory, settings: Settings, channel_for: Callable[[str], Channel],
+             start: Callable[[list[int]], None]) -> int:
+    """Every due profile polled one after another in this process, then the overdue bursts: what
+    the dispatcher and the per-profile polls do together, for a caller with no workers (tests,
+    tools). Returns how many conversations started."""
+    started = 0
+    for due in due_profiles(sessions, settings):
+        started += run_poll_profile(sessions, settings, channel_for, start, due.id)
+    restart_overdue(sessions, start)
     return started

@@ -9,13 +9,17 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from db.models import Profile
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Contact, Message, Profile
 from settings import Settings, SettingsError, get_settings, parse_setting, setting_named
 
 # Where a business may differ from the global settings. Names are the environment variables'.
 PROFILE_KEYS: tuple[str, ...] = (
     "BUSINESS_NAME", "KB_DIR", "BUSINESS_TIMEZONE", "WORKING_DAYS", "WORKING_HOURS", "SEND_RATE_PER_MINUTE",
-    "SEND_BURST", "BATCH_WINDOW", "ANSWER_UNDECIDED", "WEBHOOK_SECRET",
+    "SEND_BURST", "BATCH_WINDOW", "ANSWER_UNDECIDED", "WEBHOOK_SECRET", "WARMUP_SCHEDULE", "PROACTIVE_DAILY_CAP",
+    "TELEGRAM_UPDATES",
 )
 PROFILE = "profile"
 ENVIRONMENT = "environment"
@@ -43,6 +47,23 @@ def parse_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+_effective: dict[tuple[int, str, Settings], Settings] = {}
+
+
+def settings_for(profile: Profile, base: Settings | None = None) -> Settings:
+    """`effective_settings` without the sources, cached per process by the profile's stored overrides
+    (a stage asks for every message; parsing them again each time would be waste)."""
+    base = get_settings() if base is None else base
+    stored = json.dumps(profile.settings or {}, sort_keys=True, default=str)
+    cache_key = (profile.id, stored, base)
+    settings = _effective.get(cache_key)
+    if settings is None:
+        if len(_effective) > 1024:
+            _effective.clear()
+        settings = _effective[cache_key] = effective_settings(profile, base)[0]
+    return settings
+
+
 def effective_settings(profile: Profile, base: Settings | None = None,
                        environ: Mapping[str, str] | None = None) -> tuple[Settings, dict[str, str]]:
     """The settings this profile runs with, and for each per-profile key where its value comes from
@@ -62,3 +83,24 @@ def effective_settings(profile: Profile, base: Settings | None = None,
         else:
             sources[key] = DEFAULT
     return dataclasses.replace(base, **parsed), sources
+
+
+def profile_settings(session: Session, profile_id: int, base: Settings | None = None) -> Settings:
+    """The settings of the profile with our id `profile_id` (the base settings if it is gone)."""
+    profile = session.get(Profile, profile_id)
+    base = get_settings() if base is None else base
+    return base if profile is None else settings_for(profile, base)
+
+
+def message_settings(session: Session, message_id: int, base: Settings | None = None) -> Settings:
+    """The settings of the profile a stored message belongs to."""
+    profile_id = session.scalar(select(Message.profile_id).where(Message.id == message_id))
+    base = get_settings() if base is None else base
+    return base if profile_id is None else profile_settings(session, profile_id, base)
+
+
+def contact_settings(session: Session, contact_id: int, base: Settings | None = None) -> Settings:
+    """The settings of the profile a contact belongs to."""
+    profile_id = session.scalar(select(Contact.profile_id).where(Contact.id == contact_id))
+    base = get_settings() if base is None else base
+    return base if profile_id is None else profile_settings(session, profile_id, base)

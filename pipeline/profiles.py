@@ -39,11 +39,6 @@ def ensure_profile(session: Session, settings: Settings) -> Profile:
     return profile
 
 
-def active_profiles(session: Session) -> dict[int, str]:
-    """Every active profile: our id -> Wappi's profile id."""
-    return dict(session.execute(select(Profile.id, Profile.profile_id).where(Profile.active.is_(True))).tuples().all())
-
-
 def down_reason(status: ProfileStatus, paid: bool = True) -> str | None:
     """Why Wappi cannot send for this profile now, or None when it can."""
     if not paid:

@@ -30,11 +30,13 @@ from db.session import SessionFactory, insert_ignore
 from domain.clock import human_datetime, human_slot
 from domain.states import CallStatus, Direction, MessageStatus, OutboxKind, UsagePurpose
 from domain.working_hours import WorkingHours, parse_requested
+from kb.index import kb_base
 from kb.retrieval import knowledge_for
 from pipeline.contacts import opt_out_contact, waiting_contact
 from pipeline.history import contact_data_of, conversation_turns, retrieval_query, to_contents
 from pipeline.locks import contact_turn
 from pipeline.outbox import opt_out_key, reply_key, unsent_row, write_outbox
+from pipeline.profile_settings import message_settings
 from pipeline.usage import record_usage
 from prompts import load, render
 from prompts.markers import SLOTS_PREFIX
@@ -163,7 +165,7 @@ class ReplyContext:
 
 def reply_context(session: Session, message_id: int, *, history_limit: int, business_name: str,
                   current_datetime: str, working_hours: str, kb_budget: int,
-                  max_chars: int = 4000) -> ReplyContext | None:
+                  max_chars: int = 4000, kb_base: str = "") -> ReplyContext | None:
     """What the model needs to answer `message_id`, or None if it needs no answer any more."""
     message = session.get(Message, message_id)
     if message is None or message.status != MessageStatus.RECEIVED:
@@ -174,7 +176,7 @@ def reply_context(session: Session, message_id: int, *, history_limit: int, busi
     contents = to_contents(turns, contact_data_of(contact))
     if not contents:
         return None
-    knowledge = knowledge_for(session, retrieval_query(turns), kb_budget) or "(база знаний пуста)"
+    knowledge = knowledge_for(session, retrieval_query(turns), kb_budget, base=kb_base) or "(база знаний пуста)"
     # A lead gets the sales conversation; a contact the moderator could not yet classify is greeted
     # and asked what they need. The mode is chosen here, in code; no customer text is in either.
     approach = load("approach_lead" if contact.is_client is True else "approach_undecided").strip()
@@ -249,12 +251,15 @@ def run_respond(sessions: SessionFactory, gemini: GeminiClient, message_id: int,
                 now: datetime | None = None) -> int | None:
     """Answer the burst `message_id` closes: read the context, ask the agent (outside any
     transaction), and write the reply. Returns the outbox id to send, or None. One step per
-    contact at a time."""
-    hours = WorkingHours.from_settings(settings)
+    contact at a time. The business's facts, hours and knowledge base are its profile's."""
     with sessions() as session:
         contact_id = waiting_contact(session, message_id)
+        business = message_settings(session, message_id, settings)
     if contact_id is None:
         return None
+    knowledge_base = kb_base(business.kb_dir, settings.kb_dir)
+    settings = business
+    hours = WorkingHours.from_settings(settings)
     with contact_turn(contact_id):
         now = now or datetime.now(UTC)
         with sessions() as session:
@@ -262,7 +267,8 @@ def run_respond(sessions: SessionFactory, gemini: GeminiClient, message_id: int,
                                     business_name=settings.business_name,
                                     current_datetime=human_datetime(now, settings.timezone),
                                     working_hours=f"{hours.describe()} ({settings.timezone})",
-                                    kb_budget=settings.kb_token_budget, max_chars=settings.max_message_chars)
+                                    kb_budget=settings.kb_token_budget, max_chars=settings.max_message_chars,
+                                    kb_base=knowledge_base)
         if context is None:  # answered already, or nothing to answer
             return None
         result = answer_customer(gemini, context.contents, context.system_instruction, hours, now)

@@ -29,16 +29,19 @@ from typing import NoReturn
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from clients.wappi import (
+from clients.channel import (
+    Channel,
+    ChannelAuthError,
+    ChannelNotFoundError,
+    ChannelRateLimitedError,
+    ChannelRejectedError,
+    ChannelTransientError,
+    RecipientUnreachableError,
     SendResult,
-    WappiAuthError,
-    WappiClient,
-    WappiNotFoundError,
-    WappiRejectedError,
-    WappiTransientError,
 )
 from db.models import Contact, FollowUp, Message, Outbox, Profile, utcnow
 from db.session import SessionFactory, insert_ignore
+from domain.sending import TELEGRAM_BOT_PER_MINUTE, TELEGRAM_CHAT_GAP, day_start, warmup_rate
 from domain.states import (
     OUTBOX_UNSENT,
     Author,
@@ -47,6 +50,7 @@ from domain.states import (
     MessageStatus,
     OutboxKind,
     OutboxStatus,
+    Provider,
     StopReason,
 )
 from infra.ratelimit import TokenBucket, chat_gap_wait
@@ -54,6 +58,7 @@ from infra.redis import get_redis, key
 from pipeline.contacts import note_message
 from pipeline.locks import Defer, lock_seconds
 from pipeline.outbox import follow_up_chain_of
+from pipeline.profile_settings import settings_for
 from pipeline.profiles import down_reason, mark_profile, refusal_reason
 from settings import Settings
 
@@ -62,12 +67,19 @@ log = logging.getLogger(__name__)
 SEND_LOCK_SECONDS = lock_seconds("pipeline.send")
 ORDER_WAIT = 2.0  # seconds before looking again when an older row of the chat is still unsent
 YIELD_WAIT = 15.0  # at least this long a follow-up touch waits while replies to customers are queued
+PROACTIVE_HOLD = 600.0  # a proactive message held by the daily cap looks again this often (s)
+# Messages we start rather than answer: the daily cap counts them (replies to customers are not capped).
+PROACTIVE_KINDS = frozenset({OutboxKind.FOLLOW_UP})
 
 
 def yield_wait() -> float:
     """A touch behind customer replies looks again after 15-30 s: the replies need the send limit
     for a while, and jitter keeps many waiting touches from waking together."""
     return YIELD_WAIT + random.uniform(0, YIELD_WAIT)
+
+
+class NeverWrote(Exception):
+    """The row is to a chat that never wrote to its profile: refused (a dead letter), never sent."""
 
 
 class HeldTooLong(Exception):
@@ -142,7 +154,7 @@ def claimed_elsewhere(session: Session, outbox_id: int, provider_ids: Iterable[s
         Outbox.provider_message_id.in_(ids), Outbox.id != outbox_id)))
 
 
-def find_delivered(wappi: WappiClient, item: Claim,
+def find_delivered(wappi: Channel, item: Claim,
                    taken: Callable[[list[str]], set[str]]) -> SendResult | None:
     """Our earlier copy of this row in the chat history, if Wappi shows it."""
     body = item.body.strip()
@@ -158,7 +170,7 @@ def find_delivered(wappi: WappiClient, item: Claim,
     return None
 
 
-def reconcile(wappi: WappiClient, item: Claim, last_send_at: datetime, now: datetime, *,
+def reconcile(wappi: Channel, item: Claim, last_send_at: datetime, now: datetime, *,
               settle: float, recheck: float,
               taken: Callable[[list[str]], set[str]]) -> SendResult | Wait | None:
     """The outcome of an unclear send: delivered (SendResult), not yet known (Wait), or not
@@ -174,11 +186,11 @@ def reconcile(wappi: WappiClient, item: Claim, last_send_at: datetime, now: date
     return None
 
 
-def deliver(wappi: WappiClient, item: Claim) -> SendResult:
+def deliver(wappi: Channel, item: Claim) -> SendResult:
     if item.reply_to:
         try:
             return wappi.reply(item.reply_to, item.body)
-        except WappiNotFoundError:
+        except ChannelNotFoundError:
             log.info("send: quoted message of outbox %s is gone; sending without a quote", item.outbox_id)
     return wappi.send_message(item.phone, item.body)
 
@@ -229,7 +241,60 @@ def stale_touch_reason(session: Session, row: Outbox, now: datetime) -> StopReas
         return StopReason.HUMAN_REPLIED
     if contact.last_author == Author.CUSTOMER:  # a touch follows up our message, never the customer's
         return StopReason.CLIENT_RESPONDED
+    if contact.unreachable_at is not None:
+        return StopReason.UNREACHABLE
     return None
+
+
+def never_wrote(session: Session, contact_id: int) -> bool:
+    """The chat never wrote to this profile: the pipeline only answers, and writing first to a
+    stranger is what gets a number banned. Every send checks it, whatever wrote the row."""
+    return session.scalar(select(Message.id).where(Message.contact_id == contact_id,
+                                                   Message.direction == Direction.IN).limit(1)) is None
+
+
+def settle_unreachable(session: Session, outbox_id: int, reason: str, now: datetime) -> None:
+    """The customer cannot be reached (blocked the bot, deleted the account): the row settles as
+    cancelled, the contact is marked so nothing is sent to them again, and their follow-ups stop."""
+    row = session.get(Outbox, outbox_id)
+    assert row is not None
+    session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status.in_(OUTBOX_UNSENT)).values(
+        status=OutboxStatus.CANCELLED, error=f"not sent: {reason}"[:2000], next_attempt_at=None, updated_at=now))
+    contact = session.get(Contact, row.contact_id, with_for_update=True)
+    assert contact is not None
+    if contact.unreachable_at is None:
+        contact.unreachable_at = now
+        contact.unreachable_reason = reason[:200]
+        log.warning("send: contact %s cannot be reached (%s): nothing is sent to them again", contact.id, reason)
+    contact.awaiting_follow_up = False
+    session.execute(update(FollowUp).where(FollowUp.contact_id == contact.id, FollowUp.status == FollowUpStatus.ACTIVE)
+                    .values(status=FollowUpStatus.STOPPED, stop_reason=StopReason.UNREACHABLE, next_touch_at=None))
+
+
+def proactive_sent_today(session: Session, profile_id: int, since: datetime, *, besides: int) -> int:
+    """Proactive messages of the profile that went out (or may have) since `since`."""
+    return int(session.scalar(select(func.count(Outbox.id)).where(
+        Outbox.profile_id == profile_id, Outbox.kind.in_(PROACTIVE_KINDS), Outbox.id != besides,
+        Outbox.status.in_((OutboxStatus.SENDING, OutboxStatus.SENT)), Outbox.last_send_at >= since)) or 0)
+
+
+def take_proactive_slot(session: Session, profile_id: int, outbox_id: int, now: datetime, *, cap: int,
+                        timezone: str) -> bool:
+    """Whether a proactive message may go out now under the daily cap. The profile row is locked, so
+    concurrent senders count one after another. Reaching the cap trips it: it stays tripped (every
+    proactive message held) until an operator resumes, and /health says so."""
+    profile = session.get(Profile, profile_id, with_for_update=True)
+    assert profile is not None
+    if profile.proactive_tripped_at is not None:
+        return False
+    sent = proactive_sent_today(session, profile_id, day_start(now, timezone), besides=outbox_id)
+    if sent < cap:
+        return True
+    profile.proactive_tripped_at = now
+    log.error("profile %s reached its daily cap of %d proactive messages: follow-ups are held until an operator "
+              "resumes them (celery -A tasks profiles resume-proactive %s)",
+              profile.profile_id, cap, profile.profile_id)
+    return False
 
 
 def cancel_touch(session: Session, row: Outbox, reason: StopReason) -> None:
@@ -297,21 +362,27 @@ class _Run:
             note_deferred(session, self.outbox_id, datetime.now(UTC) + timedelta(seconds=countdown))
         raise Defer(reason, countdown=countdown)
 
-    def wait_for_limits(self, profile_id: str, contact_id: int) -> None:
-        """Defer while the chat's gap or the profile's global send limit says "not yet"."""
+    def wait_for_limits(self, profile_id: str, contact_id: int, *, per_minute: int, bot: bool) -> None:
+        """Defer while the chat's gap or the profile's send limit (`per_minute`, warmed up) says "not
+        yet". A bot keeps within Telegram's limits too: 1 message a second a chat, 30 a second."""
         settings = self.settings
         client = get_redis()
+        least_gap = max(settings.send_chat_gap_min, TELEGRAM_CHAT_GAP) if bot else settings.send_chat_gap_min
         gap = chat_gap_wait(client, key("chat-gap", profile_id, contact_id),
-                            min_gap=settings.send_chat_gap_min, max_gap=settings.send_chat_gap_max)
+                            min_gap=least_gap, max_gap=max(settings.send_chat_gap_max, least_gap))
         if gap > 0:
             self.defer(f"chat {contact_id} got a message moments ago", gap)
-        bucket = TokenBucket(client, key("send-bucket", profile_id),
-                             per_minute=settings.send_rate_per_minute, burst=settings.send_burst)
+        if bot:
+            per_minute = min(per_minute, TELEGRAM_BOT_PER_MINUTE)
+        # A warming number sends no bursts either: at most a minute's worth at once.
+        burst = min(settings.send_burst, per_minute) if per_minute < settings.send_rate_per_minute \
+            else settings.send_burst
+        bucket = TokenBucket(client, key("send-bucket", profile_id), per_minute=per_minute, burst=burst)
         decision = bucket.take()
         if not decision.allowed:
             self.defer(f"profile {profile_id} is at its send limit", decision.retry_after + random.uniform(0, 0.5))
 
-    def wait_while_down(self, wappi: WappiClient, created_at: datetime, reason: str) -> None:
+    def wait_while_down(self, wappi: Channel, created_at: datetime, reason: str) -> None:
         """Hold the row while its profile is down; return when it is back. One status check per
         interval for the whole profile, however many rows are held."""
         settings = self.settings
@@ -340,23 +411,22 @@ class _Run:
         return self.outbox_id
 
 
-def profile_reason(wappi: WappiClient, error: WappiAuthError | None = None) -> str | None:
-    """Ask Wappi why the profile cannot send; None when it can. A failed check keeps it down."""
+def profile_reason(wappi: Channel, error: ChannelAuthError | None = None) -> str | None:
+    """Ask the provider why the profile cannot send; None when it can. A failed check keeps it down."""
     try:
         return down_reason(wappi.get_status())
-    except WappiAuthError as exc:
-        return refusal_reason(exc.status_code)
-    except WappiTransientError:
+    except ChannelAuthError as exc:
+        return refusal_reason(getattr(exc, "status_code", None))
+    except ChannelTransientError:
         if error is not None:
-            return refusal_reason(error.status_code)
+            return refusal_reason(getattr(error, "status_code", None))
         raise
 
 
 def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
-             wappi_for: Callable[[str], WappiClient]) -> int | None:
+             wappi_for: Callable[[str], Channel]) -> int | None:
     """Deliver the row, or Defer while something holds it. Returns the id once sent, None when there
     is nothing to send (sent already, cancelled, failed for good). The caller holds the row's lock."""
-    run = _Run(sessions, settings, outbox_id)
     now = datetime.now(UTC)
     with sessions() as session:
         row = session.get(Outbox, outbox_id)
@@ -368,12 +438,25 @@ def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
         profile = session.get(Profile, row.profile_id)
         contact = session.get(Contact, row.contact_id)
         assert profile is not None and contact is not None
+        if contact.unreachable_at is not None:
+            settle_unreachable(session, outbox_id, contact.unreachable_reason or "the customer cannot be reached", now)
+            return None
+        stranger = never_wrote(session, contact.id)
+        settings = settings_for(profile, settings)
         provider_profile, contact_id, created_at = profile.profile_id, contact.id, row.created_at
+        profile_db_id, proactive = profile.id, row.kind in PROACTIVE_KINDS
+        bot = profile.provider == Provider.TELEGRAM_BOT
+        per_minute, _day = warmup_rate(settings.send_rate_per_minute, settings.warmup_schedule,
+                                       profile.warmup_from, now)
         held_for = profile.down_reason
         older_first = waits_for_older(session, outbox_id, contact_id)
         # Replies go before touches; the send limit is shared, so a touch gives way to them.
         yields = row.kind == OutboxKind.FOLLOW_UP and row.status == OutboxStatus.PENDING \
             and replies_waiting(session, profile.id, contact_id)
+    if stranger:
+        raise NeverWrote(f"outbox {outbox_id}: chat {contact_id} never wrote to profile {provider_profile}; "
+                         "the pipeline only answers (writing first to strangers gets numbers banned)")
+    run = _Run(sessions, settings, outbox_id)
     if older_first:
         run.defer(f"an older message to chat {contact_id} goes first", ORDER_WAIT)
     if yields:
@@ -396,24 +479,42 @@ def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
         if isinstance(outcome, Wait):
             run.defer(f"outbox {outbox_id}: {outcome.reason}", outcome.seconds + random.uniform(0, 0.5))
 
-    run.wait_for_limits(provider_profile, contact_id)
+    run.wait_for_limits(provider_profile, contact_id, per_minute=per_minute, bot=bot)
+    capped = False
     with sessions() as session:
-        claimed = claim(session, outbox_id, datetime.now(UTC))
+        if proactive and not take_proactive_slot(session, profile_db_id, outbox_id, datetime.now(UTC),
+                                                 cap=settings.proactive_daily_cap, timezone=settings.timezone):
+            capped = True
+            claimed = None
+        else:
+            claimed = claim(session, outbox_id, datetime.now(UTC))
+    if capped:
+        run.defer(f"profile {provider_profile}: proactive messages are held (daily cap)", PROACTIVE_HOLD)
     if claimed is None:
         return None
     try:
         result = deliver(wappi, claimed)
-    except WappiTransientError:
-        # Wappi may have sent it: the row stays `sending`, and the next attempt reconciles after
-        # the settle delay, counted from now.
+    except ChannelRateLimitedError as exc:
+        # Refused for flooding: nothing went out; try again once the service allows.
+        with sessions() as session:
+            note_not_sent(session, outbox_id, datetime.now(UTC))
+        run.defer(f"profile {provider_profile} is rate-limited by the provider",
+                  (exc.retry_after or 1.0) + random.uniform(0, 0.5))
+    except ChannelTransientError:
+        # The provider may have sent it: the row stays `sending`, and the next attempt reconciles
+        # after the settle delay, counted from now.
         with sessions() as session:
             note_unclear(session, outbox_id, datetime.now(UTC))
         raise
-    except WappiRejectedError:
+    except RecipientUnreachableError as exc:
+        with sessions() as session:  # blocked: never retried, never sent to again
+            settle_unreachable(session, outbox_id, str(exc)[:200], datetime.now(UTC))
+        return None
+    except ChannelRejectedError:
         with sessions() as session:  # a definite no: nothing to reconcile, even after a replay
             note_not_sent(session, outbox_id, datetime.now(UTC))
         raise
-    except WappiAuthError as exc:
+    except ChannelAuthError as exc:
         reason = profile_reason(wappi, exc) or "not authorized"
         with sessions() as session:
             note_not_sent(session, outbox_id, datetime.now(UTC))

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from clients.channel import Channel, MediaRef, MediaTooLargeError
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError
-from clients.wappi import MediaRef, WappiClient, WappiMediaTooLargeError
 from db.models import Message, Profile
 from db.session import SessionFactory
 from domain.states import Direction, MessageStatus, OutboxKind, UsagePurpose
@@ -58,7 +58,7 @@ def check_size(provider_message_id: str, size: int, max_bytes: int) -> None:
         raise AudioTooLarge(f"voice note {provider_message_id} is {size} bytes (limit {max_bytes})")
 
 
-def transcribe_voice(wappi: WappiClient, gemini: GeminiClient, provider_message_id: str, *, model: str,
+def transcribe_voice(wappi: Channel, gemini: GeminiClient, provider_message_id: str, *, model: str,
                      max_bytes: int, stored: StoredVoice | None = None) -> Transcript:
     """Transcribe from the inline audio when intake kept it; download only when it did not."""
     started = time.monotonic()
@@ -121,7 +121,7 @@ def voice_burst(session: Session, message_id: int) -> VoiceBurst | None:
                       pending=pending_voice_notes(session, message.contact_id, message_id))
 
 
-def transcribe_note(wappi: WappiClient, gemini: GeminiClient, provider_message_id: str, stored: StoredVoice, *,
+def transcribe_note(wappi: Channel, gemini: GeminiClient, provider_message_id: str, stored: StoredVoice, *,
                     model: str, max_bytes: int) -> Transcript:
     """Transcribe one note. A download holds the profile's media lock: Wappi has crossed the
     answers of concurrent downloads (and the client checks that the file is this note's)."""
@@ -132,7 +132,7 @@ def transcribe_note(wappi: WappiClient, gemini: GeminiClient, provider_message_i
         return transcribe_voice(wappi, gemini, provider_message_id, model=model, max_bytes=max_bytes, stored=stored)
 
 
-def run_transcribe(sessions: SessionFactory, wappi_for: Callable[[str], WappiClient], gemini: GeminiClient,
+def run_transcribe(sessions: SessionFactory, wappi_for: Callable[[str], Channel], gemini: GeminiClient,
                    message_id: int,
                    settings: Settings, *, fails_for_good: Callable[[int, Exception], bool],
                    enqueue_send: Callable[[int | None], None]) -> int | None:
@@ -154,7 +154,7 @@ def run_transcribe(sessions: SessionFactory, wappi_for: Callable[[str], WappiCli
         try:
             transcript = transcribe_note(wappi, gemini, provider_id, stored, model=settings.gemini_transcribe_model,
                                          max_bytes=settings.max_audio_bytes)
-        except (AudioTooLarge, WappiMediaTooLargeError) as exc:  # known too big, or found so while streaming
+        except (AudioTooLarge, MediaTooLargeError) as exc:  # known too big, or found so while streaming
             log.warning("transcribe message %s: %s; asking the customer to write", voice_id, exc)
         except Exception as exc:
             if not fails_for_good(voice_id, exc):

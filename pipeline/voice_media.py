@@ -30,7 +30,7 @@ class StoredVoice:
 def save_voice_media(session: Session, message_id: int, message: WappiMessage, *, max_bytes: int) -> None:
     """At intake: keep what the message says about its file and, when a webhook inlined the audio
     (`body` as base64), the audio itself, so it is transcribed without a download."""
-    ref = media_ref(message.raw)
+    ref = message.media or media_ref(message.raw)
     inline = inline_voice(message.raw)
     audio = inline.data if inline is not None else None
     if audio is not None and len(audio) > max_bytes:
@@ -39,6 +39,7 @@ def save_voice_media(session: Session, message_id: int, message: WappiMessage, *
         audio = None
     # The message row was inserted in this very transaction: no one else can write this row.
     session.add(VoiceMedia(message_id=message_id, file_name=ref.file_name[:255], mime_type=ref.mime_type[:100],
+                           file_ref=ref.file_id[:255],
                            size=len(inline.data) if inline is not None else ref.size, audio=audio))
 
 
@@ -46,7 +47,7 @@ def stored_voice(session: Session, message_id: int) -> StoredVoice:
     row = session.get(VoiceMedia, message_id)
     if row is None:  # stored before voice_media existed, or by a path that does not keep it
         return StoredVoice(ref=MediaRef(), inline=None)
-    ref = MediaRef(file_name=row.file_name, size=row.size, mime_type=row.mime_type)
+    ref = MediaRef(file_name=row.file_name, size=row.size, mime_type=row.mime_type, file_id=row.file_ref)
     inline = None if row.audio is None else Media(data=row.audio, mime_type=row.mime_type,
                                                  file_name=row.file_name, media_type="ptt")
     return StoredVoice(ref=ref, inline=inline)

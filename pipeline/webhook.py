@@ -10,8 +10,9 @@ from datetime import timedelta
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from clients.wappi import parse_message
+from clients.wappi import parse_message, parse_telegram_message
 from db.models import Profile
+from domain.states import Provider
 from pipeline.contacts import upsert_contact
 from pipeline.inbound import is_history, record_rejected, store_one
 
@@ -23,6 +24,17 @@ WEBHOOK_TYPES_STORED = frozenset({"incoming_message", "outgoing_message_phone", 
 
 class WebhookError(ValueError):
     """The webhook body is not a Wappi envelope; the message says what is wrong."""
+
+
+def items_by_profile(items: list[object], default_profile: str) -> dict[str, list[object]]:
+    """The items grouped by the Wappi profile each names (`profile_id`); an item naming none belongs
+    to `default_profile` (the environment's), as before profiles were first-class."""
+    groups: dict[str, list[object]] = {}
+    for item in items:
+        named = item.get("profile_id") if isinstance(item, dict) else None
+        profile = named.strip() if isinstance(named, str) and named.strip() else default_profile
+        groups.setdefault(profile, []).append(item)
+    return groups
 
 
 def webhook_messages(payload: object) -> list[object]:
@@ -48,6 +60,7 @@ def store_webhook(session: Session, profile_id: int, items: list[object], *, now
     profile = session.get(Profile, profile_id)
     assert profile is not None
     boundary = profile.history_boundary
+    telegram = profile.provider == Provider.WAPPI_TELEGRAM
     previous_poll = profile.last_poll_at.timestamp() if profile.last_poll_at is not None else None
     for position, item in enumerate(items):
         if not isinstance(item, dict):
@@ -57,7 +70,7 @@ def store_webhook(session: Session, profile_id: int, items: list[object], *, now
         if not isinstance(kind, str) or kind not in WEBHOOK_TYPES_STORED:
             continue
         try:
-            message = parse_message(item)
+            message = parse_telegram_message(item) if telegram else parse_message(item)
         except Exception as exc:  # noqa: BLE001 - one unreadable item costs only itself
             log.warning("webhook: item %d skipped: %s", position, exc)
             record_rejected(session, profile.id, "webhook", item, f"{type(exc).__name__}: {exc}")
@@ -66,7 +79,8 @@ def store_webhook(session: Session, profile_id: int, items: list[object], *, now
             continue  # groups, channels, broadcasts, status updates, an @lid without a phone
         try:
             with session.begin_nested():
-                contact = upsert_contact(session, profile.id, message.phone, f"{message.phone}@c.us",
+                chat_id = message.chat_id if telegram else f"{message.phone}@c.us"
+                contact = upsert_contact(session, profile.id, message.phone, chat_id,
                                          push_name=message.sender_name if not message.from_me else "",
                                          full_name=message.contact_name if not message.from_me else "")
         except OperationalError:

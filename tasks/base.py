@@ -25,9 +25,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from celeryconfig import MAX_COUNTDOWN
+from clients.channel import ChannelTransientError
 from clients.gemini import GeminiTransientError
-from clients.telegram import TelegramTransientError
-from clients.wappi import WappiTransientError
 from db.session import session_scope
 from infra.logging import log_context, mask_text
 from infra.redis import get_redis, key
@@ -39,7 +38,7 @@ from settings import get_settings
 log = logging.getLogger(__name__)
 
 TRANSIENT: tuple[type[BaseException], ...] = (
-    WappiTransientError, GeminiTransientError, TelegramTransientError, OperationalError, PoolTimeoutError,
+    ChannelTransientError, GeminiTransientError, OperationalError, PoolTimeoutError,
     redis.ConnectionError, redis.TimeoutError, SoftTimeLimitExceeded,
 )
 BACKOFF_BASE = 2.0

@@ -9,9 +9,9 @@ from typing import Any
 
 import redis
 
-from clients.wappi import get_client
 from db.session import session_scope
 from infra.redis import get_redis, key
+from pipeline.channels import channel_for
 from pipeline.locks import Defer
 from pipeline.send import SEND_LOCK_SECONDS, mark_failed, reset_for_replay, run_send
 from settings import get_settings
@@ -44,7 +44,7 @@ def send(outbox_id: int | None) -> int | None:
     if not lock.acquire(blocking=False):
         raise Defer(f"outbox {outbox_id} is being sent", countdown=5.0)
     try:
-        return run_send(session_scope, outbox_id, get_settings(), get_client)
+        return run_send(session_scope, outbox_id, get_settings(), channel_for)
     finally:
         try:
             lock.release()

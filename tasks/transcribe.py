@@ -11,8 +11,8 @@ from typing import Any
 from celery.exceptions import Ignore, Retry
 
 from clients.gemini import get_client as get_gemini
-from clients.wappi import get_client as get_wappi
 from db.session import session_scope
+from pipeline.channels import channel_for
 from pipeline.locks import Defer
 from pipeline.transcribe import give_up, is_pending_voice, run_transcribe
 from settings import get_settings
@@ -59,5 +59,5 @@ def transcribe(self: TranscribeTask, message_id: int | None) -> int | None:
         self.dead_letter(exc, (voice_id,), {}, "".join(traceback.format_exception(exc)), part=f"voice-{voice_id}")
         return True
 
-    return run_transcribe(session_scope, get_wappi, get_gemini(), message_id, get_settings(),
+    return run_transcribe(session_scope, channel_for, get_gemini(), message_id, get_settings(),
                           fails_for_good=fails_for_good, enqueue_send=enqueue_send)

@@ -18,8 +18,9 @@ env.apply()
 # isort: split
 import redis  # noqa: E402 - after the environment is set, like every project module
 
-from devstack import create_database, migrate, shared_emulators  # noqa: E402
+from devstack import create_database, migrate, shared_emulators, shared_telegram  # noqa: E402
 from emulators.gemini import GeminiEmulator  # noqa: E402
+from emulators.telegram import TelegramEmulator  # noqa: E402
 from emulators.wappi import WappiEmulator  # noqa: E402
 
 # Started before any test imports the settings, so every process sees the emulators' URLs; the dev
@@ -27,6 +28,8 @@ from emulators.wappi import WappiEmulator  # noqa: E402
 _WAPPI, _GEMINI = shared_emulators(env.WAPPI_TOKEN, env.PROFILE_ID, env.GEMINI_KEY)
 os.environ["WAPPI_BASE_URL"] = _WAPPI.url
 os.environ["GEMINI_BASE_URL"] = _GEMINI.url
+_TELEGRAM = shared_telegram(env.BOT_TOKEN)
+os.environ["TELEGRAM_BASE_URL"] = _TELEGRAM.url
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +42,19 @@ def wappi() -> Iterator[WappiEmulator]:
 def gemini() -> Iterator[GeminiEmulator]:
     yield _GEMINI
     _GEMINI.stop()
+
+
+@pytest.fixture(scope="session")
+def telegram() -> Iterator[TelegramEmulator]:
+    """The shared Telegram Bot API emulator (one bot, env.BOT_TOKEN), reset before each test that uses it."""
+    yield _TELEGRAM
+    _TELEGRAM.stop()
+
+
+@pytest.fixture()
+def bot(telegram: TelegramEmulator) -> TelegramEmulator:
+    telegram.reset()
+    return telegram
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,14 @@ query string, form or JSON; ``/file/bot<token>/<file_path>`` for downloads; the
 envelopes with the HTTP status equal to ``error_code``.
 
 On top of that it exposes an unauthenticated control interface under ``/_emulator/`` (a user
-writes, sends a voice note, a photo, a sticker, edits a message, blocks the bot; read what the bot
-sent; faults; reset). Everything is kept in memory and guarded by one lock; the server is threaded.
+writes, sends a voice note, a photo, a sticker, edits a message, blocks the bot, upgrades a group;
+read what the bot sent; faults; Telegram's flood limits, off until turned on; reset). Everything is
+kept in memory and guarded by one lock; the server is threaded.
 
 Split the way moto splits a service: `models` (state), `wire` (wire format), `backend` (the
 operations on the state), `responses` (the Bot API methods), `urls` (routes), `control` (the
-control endpoints), `faults`, `webhooks`; `emulator` holds the `TelegramEmulator` facade.
+control endpoints), `faults`, `limits` (flood limits), `webhooks`; `emulator` holds the
+`TelegramEmulator` facade.
 
 Run standalone::
 

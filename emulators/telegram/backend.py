@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from emulators.telegram import webhooks
 from emulators.telegram.exceptions import BotApiError
 from emulators.telegram.faults import Faults
+from emulators.telegram.limits import FloodLimits
 from emulators.telegram.models import (
     DEFAULT_BOT_NAME,
     DEFAULT_BOT_USERNAME,
@@ -37,6 +38,7 @@ WEBHOOK_RETRY_SECONDS = 0.05  # between attempts to push one update
 CONFLICT_WEBHOOK = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete " \
                    "the webhook first"
 CONFLICT_POLLER = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+GROUP_MIGRATED = "Bad Request: group chat was upgraded to a supergroup chat"
 
 
 class TelegramBackend:
@@ -68,6 +70,7 @@ class TelegramBackend:
             self.files_by_path: dict[str, StoredFile] = {}
             self.sent: list[JSON] = []
             self.faults = Faults()
+            self.flood = FloodLimits()
             self.poll_generation = 0
             self.webhook = Webhook(generation=self.webhook.generation + 1)
             self.changed.notify_all()
@@ -225,6 +228,8 @@ class TelegramBackend:
     def send_message(self, chat_ref: object, text: object, reply_parameters: object) -> JSON:
         with self.lock:
             chat = self.target_chat(chat_ref)
+            if chat.migrate_to_chat_id is not None:
+                raise BotApiError(400, GROUP_MIGRATED, {"migrate_to_chat_id": chat.migrate_to_chat_id})
             if chat.deactivated:
                 raise BotApiError(403, "Forbidden: user is deactivated")
             if chat.blocked:
@@ -243,6 +248,8 @@ class TelegramBackend:
                     message["reply_to_message"] = copy.deepcopy(replied)
                 elif reply_parameters.get("allow_sending_without_reply") is not True:
                     raise BotApiError(400, "Bad Request: message to be replied not found")
+            # Last: only a send that would go out meets the flood limits (and a refused one is not sent).
+            self.flood.admit(chat.id, group=chat.type in ("group", "supergroup"), now=self.clock())
             chat.next_message_id += 1
             chat.messages.append(message)
             self.sent.append(message)

@@ -1,5 +1,6 @@
 """The Telegram emulator's control interface under ``/_emulator/`` (no authentication): a user
-writes, sends media, edits, blocks the bot; read what the bot sent; faults; reset.
+writes, sends media, edits, blocks the bot, upgrades a group; read what the bot sent; faults, flood
+limits; reset.
 
 Each handler checks the JSON it is given and calls the matching `TelegramEmulator` method, so the
 HTTP and the Python control interfaces cannot drift apart.
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from emulators.telegram.exceptions import EmulatorError
+from emulators.telegram.limits import FLOOD_KEYS
 from emulators.telegram.models import DEFAULT_USER_NAME, JSON
 
 if TYPE_CHECKING:  # the emulator builds its control interface: a type-only import the other way
@@ -110,6 +112,13 @@ class ControlApi:
         _only(body, "chat_id")
         return self.emulator.user_unblocks(_chat_id(body))
 
+    def migrate(self, query: Mapping[str, str], body: JSON) -> JSON:
+        _only(body, "chat_id", "migrate_to_chat_id")
+        target = body.get("migrate_to_chat_id")
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
+            raise EmulatorError("migrate_to_chat_id must be an integer")
+        return {"migrate_to_chat_id": self.emulator.migrate_group(_chat_id(body), target)}
+
     def sent(self, query: Mapping[str, str], body: JSON) -> list[JSON]:
         raw = query.get("chat_id", "")
         if raw and not raw.lstrip("-").isdigit():
@@ -128,6 +137,14 @@ class ControlApi:
     def set_faults(self, query: Mapping[str, str], body: JSON) -> JSON:
         self.emulator.set_faults(body)
         return self.emulator.faults()
+
+    def get_flood_limits(self, query: Mapping[str, str], body: JSON) -> JSON:
+        return {**self.emulator.flood_limits(), "refusals": self.emulator.flood_refusals()}
+
+    def set_flood_limits(self, query: Mapping[str, str], body: JSON) -> JSON:
+        _only(body, *sorted(FLOOD_KEYS))  # the values are checked by the emulator
+        self.emulator.set_flood_limits(**body)
+        return self.get_flood_limits(query, {})
 
     def reset(self, query: Mapping[str, str], body: Any) -> JSON:
         self.emulator.reset()

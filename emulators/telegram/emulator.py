@@ -16,6 +16,7 @@ from emulators.telegram.backend import TelegramBackend
 from emulators.telegram.control import ControlApi
 from emulators.telegram.exceptions import EmulatorError
 from emulators.telegram.faults import Faults
+from emulators.telegram.limits import FloodLimits
 from emulators.telegram.models import CHAT_TYPES, DEFAULT_TOKEN, DEFAULT_USER_NAME, JSON, Chat
 from emulators.telegram.responses import BotApi
 from emulators.telegram.urls import Router
@@ -204,6 +205,24 @@ class TelegramEmulator:
             chat.blocked = chat.deactivated = False
             return self._member_update(chat, "kicked", "member")
 
+    def migrate_group(self, chat_id: int, migrate_to_chat_id: int | None = None) -> int:
+        """The group `chat_id` is upgraded to a supergroup (default id ``-100<group digits>``):
+        sends to the group answer 400 ``group chat was upgraded to a supergroup chat`` with
+        ``parameters.migrate_to_chat_id``; sends to the supergroup go through. No service
+        messages are queued (the product ignores groups). Returns the supergroup's id."""
+        if isinstance(chat_id, bool) or not isinstance(chat_id, int) or chat_id >= 0:
+            raise EmulatorError("chat_id must be a group's (negative) id")
+        target = int(f"-100{-chat_id}") if migrate_to_chat_id is None else migrate_to_chat_id
+        if isinstance(target, bool) or not isinstance(target, int) or target >= 0 or target == chat_id:
+            raise EmulatorError("migrate_to_chat_id must be another negative chat id")
+        with self.backend.lock:
+            group = self.backend.chat(chat_id, chat_type="group")
+            if group.type != "group":
+                raise EmulatorError(f"chat {chat_id} is a {group.type}, only a group is upgraded")
+            self.backend.chat(target, chat_type="supergroup", title=group.title)
+            group.migrate_to_chat_id = target
+            return target
+
     def _member_update(self, chat: Chat, old: str, new: str) -> JSON:
         bot = {key: self.backend.bot[key] for key in ("id", "is_bot", "first_name", "username")}
         new_member: JSON = {"status": new, "user": bot}
@@ -255,6 +274,30 @@ class TelegramEmulator:
         with self.backend.lock:
             return self.backend.faults.public()
 
+    def set_flood_limits(self, enabled: bool = True, *, chat_burst: int = 1, bot_per_second: int = 30,
+                         group_per_minute: int = 20) -> None:
+        """Enforce Telegram's flood limits on sendMessage (`enabled=False` turns them off again):
+        one message a second per chat after a burst of `chat_burst`, `group_per_minute` in a group,
+        `bot_per_second` for the whole bot. Over a limit the send answers 429 ``Too Many Requests:
+        retry after N`` (N whole seconds until a slot frees, at least 1) and is not sent. Starts a
+        fresh count of refusals; off by default and after `reset`."""
+        limits = FloodLimits.from_payload({"enabled": enabled, "chat_burst": chat_burst,
+                                           "bot_per_second": bot_per_second, "group_per_minute": group_per_minute})
+        with self.backend.lock:
+            self.backend.flood = limits
+
+    def flood_limits(self) -> JSON:
+        """The flood limits in force, and `refused`: how many 429s they gave (injected
+        `rate_limited_next` faults are not counted)."""
+        with self.backend.lock:
+            return self.backend.flood.public()
+
+    def flood_refusals(self) -> list[JSON]:
+        """Each 429 the flood limits gave, oldest first: ``{"chat_id", "limit" (chat, group or bot),
+        "retry_after", "at"}`` with `at` the emulator clock's time of the refused call."""
+        with self.backend.lock:
+            return copy.deepcopy(self.backend.flood.refusals)
+
     def reset(self) -> None:
-        """Forget chats, updates, files, sends, faults and the webhook."""
+        """Forget chats, updates, files, sends, faults, flood limits and the webhook."""
         self.backend.reset()

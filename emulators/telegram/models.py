@@ -45,6 +45,7 @@ class Chat:
     next_message_id: int = 1
     blocked: bool = False  # the user blocked the bot: sends answer 403
     deactivated: bool = False  # the user deleted the account: sends answer 403
+    migrate_to_chat_id: int | None = None  # a group upgraded to this supergroup: sends answer 400
     messages: list[JSON] = field(default_factory=list)  # both directions, oldest first
 
     def public(self) -> JSON:

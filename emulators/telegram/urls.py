@@ -34,11 +34,14 @@ def control_routes(control: ControlApi) -> dict[tuple[str, str], ControlHandler]
         ("POST", "/_emulator/edit"): control.edit,
         ("POST", "/_emulator/block"): control.block,
         ("POST", "/_emulator/unblock"): control.unblock,
+        ("POST", "/_emulator/migrate"): control.migrate,
         ("GET", "/_emulator/sent"): control.sent,
         ("GET", "/_emulator/updates"): control.updates,
         ("GET", "/_emulator/webhook"): control.webhook,
         ("GET", "/_emulator/faults"): control.get_faults,
         ("POST", "/_emulator/faults"): control.set_faults,
+        ("GET", "/_emulator/flood_limits"): control.get_flood_limits,
+        ("POST", "/_emulator/flood_limits"): control.set_flood_limits,
         ("POST", "/_emulator/reset"): control.reset,
     }
 

@@ -4,7 +4,8 @@ Speaks the real wire format of the sync API subset the project uses (see
 ``/work/shared/reference/wappi-api.md``): paths under ``/api/sync/``, the raw
 token in the ``Authorization`` header, ``profile_id`` as a query parameter on
 every request, ``{"status": "done", "timestamp", "time", ...}`` envelopes and
-``{"status": "error", "detail": ...}`` errors.
+``{"status": "error", "detail": ...}`` errors. An account's token serves only that
+account's profiles (``WappiEmulator.add_account`` adds accounts beside the first).
 
 Telegram profiles (``WappiEmulator(telegram_profile_ids=...)``) are served under ``/tapi/sync/``
 in the wire format of Wappi's Telegram API (`tapi`; ``/work/shared/reference/telegram.md`` part B).

@@ -40,7 +40,7 @@ MAX_REQUEST_LOG = 100_000
 
 
 class WappiBackend:
-    def __init__(self, profile_ids: Sequence[str], own_phone: str, *, public_url: str | None,
+    def __init__(self, profile_ids: Sequence[str], own_phone: str, *, token: str, public_url: str | None,
                  url: Callable[[], str], telegram_profile_ids: Sequence[str] = (),
                  own_telegram_id: str = "", own_telegram_username: str = "") -> None:
         self.lock = threading.RLock()
@@ -51,10 +51,14 @@ class WappiBackend:
         self.own_telegram_username = own_telegram_username
         self.public_url = public_url
         self._url = url  # the emulator's URL; raises RuntimeError before it listens
-        self.profiles: dict[str, Profile] = {pid: Profile(pid, authorized_at=self.clock.now()) for pid in profile_ids}
+        # Account tokens. The first (the emulator's `token`) owns the profiles made without one.
+        self.default_token = token
+        self.tokens: set[str] = {token}
+        self.profiles: dict[str, Profile] = {}
+        for pid in dict.fromkeys(profile_ids):
+            self.add_profile(pid, WHATSAPP)
         for pid in telegram_profile_ids:
             self.add_profile(pid, TELEGRAM)
-        self.files: dict[str, MediaFile] = {}  # message id -> file
         self.faults = Faults()
         self.media_faults = MediaFaults()
         self.chat_faults = ChatFaults()
@@ -70,10 +74,10 @@ class WappiBackend:
         return wire.envelope(self.clock.now(), **fields)
 
     def reset(self) -> None:
-        """Clear chats, sent log, files, faults, request log and webhooks; profiles authorized/open."""
+        """Clear chats, sent log, files, faults, request log and webhooks; profiles authorized/open.
+        Profiles and the accounts that own them stay."""
         for profile in self.profiles.values():
             profile.reset(self.clock.now())
-        self.files.clear()
         self.faults = Faults()
         self.media_faults = MediaFaults()
         self.chat_faults = ChatFaults()
@@ -84,6 +88,14 @@ class WappiBackend:
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
         self.clock.offset = faults.clock_offset_seconds
+
+    def chat_faults_for(self, profile: Profile) -> ChatFaults:
+        """The chats/get and messages/get faults `profile` meets: none when scoped to others."""
+        return self.chat_faults if self.chat_faults.hits(profile.profile_id) else ChatFaults()
+
+    def media_faults_for(self, profile: Profile) -> MediaFaults:
+        """The media/download faults `profile` meets: none when scoped to others."""
+        return self.media_faults if self.media_faults.hits(profile.profile_id) else MediaFaults()
 
     def log_request(self, method: str, path: str, query: Mapping[str, str], status: int | None, fault: str) -> None:
         """Takes the lock itself."""
@@ -101,14 +113,31 @@ class WappiBackend:
             raise EmulatorError("Profile not found")
         return profile
 
-    def add_profile(self, profile_id: str, platform: str = WHATSAPP) -> Profile:
+    def add_profile(self, profile_id: str, platform: str = WHATSAPP, token: str | None = None) -> Profile:
+        """A new profile of the account `token` (default: the emulator's own token)."""
+        owner = self.default_token if token is None else token
+        if owner not in self.tokens:
+            raise EmulatorError("no account has this token")
         if not profile_id:
             raise EmulatorError("profile_id is required")
         if profile_id in self.profiles:
             raise EmulatorError(f"profile {profile_id} exists")
-        profile = Profile(profile_id, authorized_at=self.clock.now(), platform=platform)
+        profile = Profile(profile_id, authorized_at=self.clock.now(), platform=platform, token=owner)
         self.profiles[profile_id] = profile
         return profile
+
+    def add_account(self, token: str, profiles: Mapping[str, str]) -> None:
+        """Another account: `token` and its profiles (profile id -> platform); all or nothing."""
+        if not token:
+            raise EmulatorError("token is required")
+        if token in self.tokens:
+            raise EmulatorError("an account with this token exists")
+        taken = sorted(profile_id for profile_id in profiles if profile_id in self.profiles or not profile_id)
+        if taken:
+            raise EmulatorError(f"profile ids taken or empty: {', '.join(taken)}")
+        self.tokens.add(token)
+        for profile_id, platform in profiles.items():
+            self.add_profile(profile_id, platform, token)
 
     def is_telegram(self, profile_id: str) -> bool:
         profile = self.profiles.get(profile_id)
@@ -286,7 +315,7 @@ class WappiBackend:
             message["mimetype"] = media.mimetype
             message["file_name"] = media.file_name
             message["media_info"] = wire.media_info(media)
-            self.files[msg_id] = media
+            profile.files[msg_id] = media
         elif file_name:
             message["file_name"] = file_name
         if is_reply:
@@ -309,7 +338,7 @@ class WappiBackend:
             stanza_id=stanza_id, from_api=from_api, is_forwarded=is_forwarded, media=media)  # fmt: skip
         message["contact_name"] = "" if from_me else (sender_name if chat.is_group else chat.display_name)
         if media is not None:
-            self.files[msg_id] = media
+            profile.files[msg_id] = media
         if stanza_id:
             target = profile.find_message(stanza_id)
             if target is not None:
@@ -344,7 +373,7 @@ class WappiBackend:
             from_api=True,
             from_where="api",
         )
-        if self.faults.history_lag_seconds > 0:
+        if self.faults.history_lag_seconds > 0 and self.faults.hits(profile.profile_id):
             # The customer has it, but messages/get and chats/get show it only after the lag.
             chat.messages.remove(message)
             self.lagged.append((time.time() + self.faults.history_lag_seconds, chat, message))
@@ -416,17 +445,19 @@ class WappiBackend:
 
     # ------------------------------------------------------------------ files and webhooks
 
-    def file_link(self, message_id: str, host: str | None) -> str:
+    def file_link(self, profile: Profile, message_id: str, host: str | None) -> str:
+        """Where the file of `message_id` is served (`ControlApi.file`): under its profile, as
+        message ids are only unique within one."""
         base = self.public_url or (f"http://{host}" if host else self._url())
-        return f"{base}/_emulator/files/{message_id}"
+        return f"{base}/_emulator/files/{profile.profile_id}/{message_id}"
 
     def push_webhook(self, profile: Profile, chat: Chat, message: JSON, wh_type: str) -> None:
         """Queue a webhook POST for `message` if the profile has a webhook."""
         if not profile.webhook_url:
             return
-        media = self.files.get(message["id"])
+        media = profile.files.get(message["id"])
         try:
-            file_link = self.file_link(message["id"], None) if media is not None else ""
+            file_link = self.file_link(profile, message["id"], None) if media is not None else ""
         except RuntimeError:
             LOG.warning("webhook skipped: emulator URL unknown before start()")
             return

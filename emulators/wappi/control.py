@@ -1,5 +1,6 @@
 """The Wappi emulator's control interface under ``/_emulator/`` (no authentication): inject
-customer messages, read what the pipeline sent, set faults, profiles and webhooks, seed chats.
+customer messages, read what the pipeline sent, set faults, profiles, accounts and webhooks, seed
+chats.
 
 Each handler checks the JSON it is given and calls the matching `WappiEmulator` method, so the
 HTTP and the Python control interfaces cannot drift apart.
@@ -41,15 +42,25 @@ def _optional_str(body: JSON, name: str) -> str | None:
     return value
 
 
+def _str_list(body: JSON, name: str) -> list[str]:
+    value = body.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise EmulatorError(f"{name} must be a list of non-empty strings")
+    return value
+
+
 class ControlApi:
     def __init__(self, emulator: WappiEmulator) -> None:
         self.emulator = emulator
 
-    def file(self, message_id: str) -> Response:
-        """``GET /_emulator/files/<message id>``: the file a media message's link points at."""
+    def file(self, rest: str) -> Response:
+        """``GET /_emulator/files/<profile id>/<message id>``: the file a media message's link
+        points at (`WappiBackend.file_link`)."""
+        profile_id, _, message_id = rest.partition("/")
         backend = self.emulator.backend
         with backend.lock:
-            media = backend.files.get(message_id)
+            profile = backend.profiles.get(profile_id)
+            media = profile.files.get(message_id) if profile is not None else None
         if media is None:
             return json_response(404, error("file not found"))
         if media.expired:
@@ -177,9 +188,16 @@ class ControlApi:
         return {"status": "done"}
 
     def add_profile(self, query: Mapping[str, str], body: JSON) -> JSON:
-        _reject_unknown(body, {"profile_id", "platform"})
+        _reject_unknown(body, {"profile_id", "platform", "token"})
         self.emulator.add_profile(require_str(body, "profile_id"),
-                                  platform=require_str(body, "platform", default="whatsapp"))
+                                  platform=require_str(body, "platform", default="whatsapp"),
+                                  token=_optional_str(body, "token"))
+        return {"status": "done"}
+
+    def add_account(self, query: Mapping[str, str], body: JSON) -> JSON:
+        _reject_unknown(body, {"token", "profile_ids", "telegram_profile_ids"})
+        self.emulator.add_account(require_str(body, "token"), _str_list(body, "profile_ids"),
+                                  telegram_profile_ids=_str_list(body, "telegram_profile_ids"))
         return {"status": "done"}
 
     def webhook(self, query: Mapping[str, str], body: JSON) -> JSON:

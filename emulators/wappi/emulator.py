@@ -72,11 +72,11 @@ class WappiEmulator:
             raise ValueError("a profile is either WhatsApp or Telegram")
         self._token = token
         self._public_url = public_url.rstrip("/") if public_url else None
-        self.backend = WappiBackend(profile_ids, own_phone, public_url=self._public_url, url=lambda: self.url,
-                                    telegram_profile_ids=telegram_profile_ids, own_telegram_id=own_telegram_id,
-                                    own_telegram_username=own_telegram_username)
+        self.backend = WappiBackend(profile_ids, own_phone, token=token, public_url=self._public_url,
+                                    url=lambda: self.url, telegram_profile_ids=telegram_profile_ids,
+                                    own_telegram_id=own_telegram_id, own_telegram_username=own_telegram_username)
         stopping = threading.Event()
-        router = Router(self.backend, SyncApi(self.backend), ControlApi(self), token=token, stopping=stopping)
+        router = Router(self.backend, SyncApi(self.backend), ControlApi(self), stopping=stopping)
         self._service = HttpService(router, host, port, name="WappiEmulator", server_version="WappiEmulator/1.0",
                                     stopping=stopping)
 
@@ -367,12 +367,25 @@ class WappiEmulator:
 
     # ------------------------------------------------------------------ profiles, webhooks, faults
 
-    def add_profile(self, profile_id: str, *, platform: str = "whatsapp") -> None:
-        """A new profile of `platform` (`whatsapp`: under /api/, `telegram`: under /tapi/)."""
+    def add_profile(self, profile_id: str, *, platform: str = "whatsapp", token: str | None = None) -> None:
+        """A new profile of `platform` (`whatsapp`: under /api/, `telegram`: under /tapi/), owned
+        by the account `token` (default: the emulator's own token; see `add_account`)."""
         if platform not in PLATFORMS:
             raise EmulatorError(f"platform must be one of {', '.join(PLATFORMS)}")
         with self.backend.lock:
-            self.backend.add_profile(profile_id, platform)
+            self.backend.add_profile(profile_id, platform, token)
+
+    def add_account(self, token: str, profile_ids: Sequence[str] = (), *,
+                    telegram_profile_ids: Sequence[str] = ()) -> None:
+        """Another Wappi account: `token` serves its own WhatsApp (`profile_ids`) and Telegram
+        (`telegram_profile_ids`) profiles, and every other account's token is refused for them as a
+        wrong token is (401), as `token` is for theirs. The emulator's own token keeps the profiles
+        it has; `add_profile(token=...)` adds more to an account. Accounts outlive `reset`."""
+        profiles = {**dict.fromkeys(profile_ids, "whatsapp"), **dict.fromkeys(telegram_profile_ids, "telegram")}
+        if len(profiles) != len(set(profile_ids)) + len(set(telegram_profile_ids)):
+            raise EmulatorError("a profile is either WhatsApp or Telegram")
+        with self.backend.lock:
+            self.backend.add_account(token, profiles)
 
     def profile_platform(self, profile_id: str) -> str:
         with self.backend.lock:

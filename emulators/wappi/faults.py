@@ -2,8 +2,10 @@
 
 `Faults` hits any API path (5xx, timeouts, sends accepted and then failed, a lagging history, a
 clock that is off); `MediaFaults` and `ChatFaults` hit media/download and messages/get of chosen
-messages or chats, and cross answers between concurrent calls as Wappi did. Each is built from
-the JSON the control interface takes and rendered back by `public()`; the lock is the caller's.
+messages or chats, and cross answers between concurrent calls as Wappi did. Each hits every
+profile, or with `profile_ids` only those (message ids and customers' numbers repeat across
+profiles). Each is built from the JSON the control interface takes and rendered back by
+`public()`; the lock is the caller's.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ FAULT_KEYS = frozenset(
         "fail_next",
         "fail_status",
         "paths",
+        "profile_ids",
         "seed",
     }
 )
@@ -65,6 +68,15 @@ def _ids(payload: Mapping[str, Any], name: str, what: str) -> list[str]:
     return ids
 
 
+class _ProfileScope:
+    """Faults that hit only the profiles in `profile_ids` (empty: every profile)."""
+
+    profile_ids: frozenset[str]
+
+    def hits(self, profile_id: str) -> bool:
+        return not self.profile_ids or profile_id in self.profile_ids
+
+
 def _crossing(payload: Mapping[str, Any], kinds: tuple[str, str], status: int) -> tuple[int, int, str]:
     """(fail_status, cross_next, cross_kind), each checked; the first kind is the default."""
     fail_status = payload.get("fail_status", status)
@@ -89,7 +101,7 @@ class Fault:
 
 
 @dataclass
-class Faults:
+class Faults(_ProfileScope):
     rate_5xx: float = 0.0
     rate_timeout: float = 0.0
     timeout_seconds: float = 3.0
@@ -100,6 +112,9 @@ class Faults:
     fail_next: int = 0
     fail_status: int = 500
     paths: tuple[str, ...] = ()
+    # Only these profiles' requests and sends (empty: every profile's); `clock_offset_seconds`
+    # stays the whole service's, as Wappi has one clock.
+    profile_ids: frozenset[str] = frozenset()
     seed: int | None = None
     rng: random.Random = field(default_factory=random.Random)
 
@@ -138,6 +153,7 @@ class Faults:
         if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
             raise EmulatorError("paths must be a list of non-empty strings")
         faults.paths = tuple(paths)
+        faults.profile_ids = frozenset(_ids(payload, "profile_ids", "profile ids"))
         seed = payload.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise EmulatorError("seed must be an integer")
@@ -145,12 +161,13 @@ class Faults:
         faults.rng = random.Random(seed)
         return faults
 
-    def matches(self, path: str) -> bool:
-        return not self.paths or any(fragment in path for fragment in self.paths)
+    def matches(self, path: str, profile_id: str) -> bool:
+        return self.hits(profile_id) and (not self.paths or any(fragment in path for fragment in self.paths))
 
-    def decide(self, path: str) -> Fault | None:
-        """The fault this request to `path` suffers, if any (draws from the seeded generator)."""
-        if not self.matches(path):
+    def decide(self, path: str, profile_id: str) -> Fault | None:
+        """The fault this request to `path` for `profile_id` suffers, if any (draws from the seeded
+        generator)."""
+        if not self.matches(path, profile_id):
             return None
         server_error = self.fail_status if self.fail_status >= 500 else 500
         if self.fail_next > 0:
@@ -178,6 +195,7 @@ class Faults:
             "fail_next": self.fail_next,
             "fail_status": self.fail_status,
             "paths": list(self.paths),
+            "profile_ids": sorted(self.profile_ids),
             "seed": self.seed,
         }
 
@@ -200,7 +218,7 @@ class _Crossing:
 
 
 @dataclass
-class MediaFaults(_Crossing):
+class MediaFaults(_Crossing, _ProfileScope):
     """media/download faults: fail for chosen messages only, or answer the next downloads with
     another message's file, as Wappi did for concurrent calls."""
 
@@ -210,26 +228,29 @@ class MediaFaults(_Crossing):
     cross_next: int = 0
     cross_kind: str = "file"  # "file": another message's file; "messages": a messages/get body
     crossed: int = 0  # crossed answers given so far (read back by tests)
+    profile_ids: frozenset[str] = frozenset()
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> MediaFaults:
-        _only(payload, {"fail_message_ids", "fail_status", "fail_detail", "cross_next", "cross_kind"}, "media")
+        _only(payload, {"fail_message_ids", "fail_status", "fail_detail", "cross_next", "cross_kind",
+                        "profile_ids"}, "media")
         ids = _ids(payload, "fail_message_ids", "message ids")
         status, cross_next, cross_kind = _crossing(payload, ("file", "messages"), 400)
         detail = payload.get("fail_detail", "download media error")
         if not isinstance(detail, str):
             raise EmulatorError("fail_detail must be a string")
         return cls(fail_message_ids=frozenset(ids), fail_status=status, fail_detail=detail,
-                   cross_next=cross_next, cross_kind=cross_kind)
+                   cross_next=cross_next, cross_kind=cross_kind,
+                   profile_ids=frozenset(_ids(payload, "profile_ids", "profile ids")))
 
     def public(self) -> JSON:
         return {"fail_message_ids": sorted(self.fail_message_ids), "fail_status": self.fail_status,
                 "fail_detail": self.fail_detail, "cross_next": self.cross_next, "cross_kind": self.cross_kind,
-                "crossed": self.crossed}
+                "crossed": self.crossed, "profile_ids": sorted(self.profile_ids)}
 
 
 @dataclass
-class ChatFaults(_Crossing):
+class ChatFaults(_Crossing, _ProfileScope):
     """messages/get faults: chosen chats always fail, and the next `cross_next` answers hold
     another chat's messages, as Wappi did for concurrent calls. `dialog_overrides` replaces
     fields of chosen chats' chats/get dialogs."""
@@ -241,10 +262,12 @@ class ChatFaults(_Crossing):
     dialog_overrides: Mapping[str, JSON] = field(default_factory=dict)  # chat key -> chats/get fields
     crossed: int = 0  # crossed answers given so far (read back by tests)
     failed: int = 0  # failed answers given so far
+    profile_ids: frozenset[str] = frozenset()
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> ChatFaults:
-        _only(payload, {"fail_chats", "fail_status", "cross_next", "cross_kind", "dialog_overrides"}, "chat")
+        _only(payload, {"fail_chats", "fail_status", "cross_next", "cross_kind", "dialog_overrides", "profile_ids"},
+              "chat")
         chats = _ids(payload, "fail_chats", "phones or chat ids")
         status, cross_next, cross_kind = _crossing(payload, ("chat", "media"), 500)
         overrides = payload.get("dialog_overrides") or {}
@@ -252,9 +275,11 @@ class ChatFaults(_Crossing):
             raise EmulatorError("dialog_overrides must map a phone or chat id to an object of dialog fields")
         return cls(fail_chats=frozenset(parse_chat_ref(item)[0] for item in chats), fail_status=status,
                    cross_next=cross_next, cross_kind=cross_kind,
-                   dialog_overrides={parse_chat_ref(k)[0]: copy.deepcopy(v) for k, v in overrides.items()})
+                   dialog_overrides={parse_chat_ref(k)[0]: copy.deepcopy(v) for k, v in overrides.items()},
+                   profile_ids=frozenset(_ids(payload, "profile_ids", "profile ids")))
 
     def public(self) -> JSON:
         return {"fail_chats": sorted(self.fail_chats), "fail_status": self.fail_status,
                 "cross_next": self.cross_next, "cross_kind": self.cross_kind, "crossed": self.crossed,
-                "failed": self.failed, "dialog_overrides": dict(self.dialog_overrides)}
+                "failed": self.failed, "dialog_overrides": dict(self.dialog_overrides),
+                "profile_ids": sorted(self.profile_ids)}

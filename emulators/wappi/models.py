@@ -181,6 +181,10 @@ class Profile:
     webhook_secret: str = ""
     platform: str = WHATSAPP
     last_message_number: int = 1000  # Telegram message ids are numbers counting up per account
+    # The token of the Wappi account that owns the profile: the only one it answers to.
+    token: str = ""
+    # Message id -> file. Per profile: two Telegram accounts number their messages alike.
+    files: dict[str, MediaFile] = field(default_factory=dict)
 
     @property
     def telegram(self) -> bool:
@@ -195,6 +199,7 @@ class Profile:
         self.chats.clear()
         self.message_index.clear()
         self.sent.clear()
+        self.files.clear()
         self.webhook_url = ""
         self.webhook_secret = ""
         self.last_message_number = 1000

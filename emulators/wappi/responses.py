@@ -56,7 +56,7 @@ class SyncApi:
             page = ordered[offset:]
         else:
             page = ordered[offset : offset + query_int(query, "limit", 200)]
-        overrides = self.backend.chat_faults.dialog_overrides
+        overrides = self.backend.chat_faults_for(profile).dialog_overrides
         render = tapi.dialog_json if profile.telegram else wire.dialog_json
         return self.backend.envelope(
             detail="Chats fetched",
@@ -101,7 +101,7 @@ class SyncApi:
             raise EmulatorError(f"invalid order: {order}")
         since = wire.parse_date(query["date"]) if query.get("date") else None
         chat = profile.chats.get(key)
-        chat_faults = self.backend.chat_faults
+        chat_faults = self.backend.chat_faults_for(profile)
         if key in chat_faults.fail_chats:
             chat_faults.failed += 1
             raise EmulatorError("messages get error", chat_faults.fail_status)
@@ -129,9 +129,9 @@ class SyncApi:
             self.backend.mark_chat_read(chat, None)
         served = copy.deepcopy(page)
         if profile.telegram:
-            files, now = self.backend.files, self.backend.now()
+            files, now = profile.files, self.backend.now()
             served = [tapi.with_s3_info(message, files.get(str(message.get("id"))),
-                                        self.backend.file_link(str(message.get("id")), host), now)
+                                        self.backend.file_link(profile, str(message.get("id")), host), now)
                       for message in served]
         return self.backend.envelope(messages=served, total_count=len(messages), uuid=profile.profile_id)
 
@@ -183,11 +183,11 @@ class SyncApi:
 
     def media_download(self, profile: Profile, query: Mapping[str, str], body: Any, host: str | None) -> JSON:
         message_id = query.get("message_id", "")
-        files = self.backend.files
+        files = profile.files
         media = files.get(message_id)
         if media is None or message_id not in profile.message_index or media.expired:
             raise EmulatorError("download media error")
-        media_faults = self.backend.media_faults
+        media_faults = self.backend.media_faults_for(profile)
         if message_id in media_faults.fail_message_ids:
             raise EmulatorError(media_faults.fail_detail, media_faults.fail_status)
         if media_faults.take_crossed("messages"):
@@ -206,9 +206,9 @@ class SyncApi:
                 file_name=f"{uuid.uuid4()}.ogg", media_type=media.media_type, shape=media.shape,
                 duration=media.duration)
         if profile.telegram:
+            link = self.backend.file_link(profile, message_id, host)
             return self.backend.envelope(task_id=uuid.uuid4().hex, uuid=profile.profile_id,
-                                         **tapi.media_download_fields(media, self.backend.file_link(message_id, host),
-                                                                      self.backend.now()))
+                                         **tapi.media_download_fields(media, link, self.backend.now()))
         payload = self.backend.envelope(
             task_id=str(uuid.uuid4()),
             uuid=profile.profile_id,
@@ -219,7 +219,7 @@ class SyncApi:
         if media.shape in ("b64", "both"):
             payload["file_b64"] = base64.b64encode(media.data).decode("ascii")
         if media.shape in ("link", "both"):
-            payload["file_link"] = self.backend.file_link(message_id, host)
+            payload["file_link"] = self.backend.file_link(profile, message_id, host)
             payload["file_link_expire"] = self.backend.now() + wire.FILE_LINK_TTL_SECONDS
         return payload
 

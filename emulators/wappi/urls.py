@@ -94,6 +94,7 @@ def control_routes(control: ControlApi) -> dict[tuple[str, str], ControlHandler]
         ("POST", "/_emulator/channel_message"): control.channel_message,
         ("POST", "/_emulator/profile"): control.profile,
         ("POST", "/_emulator/profile/add"): control.add_profile,
+        ("POST", "/_emulator/account/add"): control.add_account,
         ("POST", "/_emulator/webhook"): control.webhook,
         ("POST", "/_emulator/seed_chats"): control.seed_chats,
     }
@@ -106,11 +107,10 @@ def _error_response(status: int, detail: str) -> Response:
 class Router:
     """The app the HTTP server runs (see `emulators.server.App`)."""
 
-    def __init__(self, backend: WappiBackend, api: SyncApi, control: ControlApi, *, token: str,
+    def __init__(self, backend: WappiBackend, api: SyncApi, control: ControlApi, *,
                  stopping: threading.Event) -> None:
         self.backend = backend
         self.control = control
-        self.token = token
         self.stopping = stopping  # set when the server stops: simulated timeouts end early
         self.api_routes = api_routes(api)
         self.control_routes = control_routes(control)
@@ -136,7 +136,7 @@ class Router:
         """Faults first, as a failing Wappi answers before it looks at the request."""
         method, log = request.method, self.backend.log_request
         with self.backend.lock:
-            fault = self.backend.faults.decide(path)
+            fault = self.backend.faults.decide(path, query.get("profile_id", ""))
         if fault is not None and fault.kind == "status":
             log(method, path, query, fault.status, "status")
             return _error_response(fault.status, wire.status_phrase(fault.status))
@@ -163,7 +163,12 @@ class Router:
             return 404, wire.error("Not found")
         if request.method not in methods:
             return 405, wire.error("Method not allowed")
-        if request.headers.get("authorization") != self.token:
+        # The same checks, in the same order, for /api/ and /tapi/: a raw account token, then the
+        # profile, which must be one of that account's.
+        token = request.headers.get("authorization")
+        with self.backend.lock:
+            known_token = token in self.backend.tokens
+        if not known_token:
             return 401, wire.error("Unauthorized")
         try:
             body = wire.json_body(request.body)
@@ -173,6 +178,11 @@ class Router:
             profile = self.backend.profiles.get(query.get("profile_id", ""))
             if profile is None:
                 return 400, wire.error("Profile not found")
+            if profile.token != token:
+                # Another account's profile. The reference does not say what Wappi answers; the
+                # emulator's answer to a wrong token (401 "Unauthorized") is used, which also
+                # keeps other accounts' profiles (their platform, their state) out of sight.
+                return 401, wire.error("Unauthorized")
             if profile.telegram != telegram_api:
                 # A Telegram profile's id is its own (reference: telegram.md B1): the other API
                 # does not know it. The detail says which API does.

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from clients.gemini import get_client as get_gemini
-from clients.wappi import get_client as get_wappi
 from db.session import SessionFactory
+from pipeline.channels import ChannelDirectory
 from pipeline.classify import run_classify
 from pipeline.ingest import Action, ingest_decision
 from pipeline.poll import run_poll
@@ -44,12 +44,14 @@ def transcribe(sessions: SessionFactory, message_id: int, settings: Settings | N
         if outbox_id is not None:
             send(sessions, outbox_id)
 
-    return run_transcribe(sessions, get_wappi, get_gemini(), message_id, settings or get_settings(),
+    settings = settings or get_settings()
+    return run_transcribe(sessions, ChannelDirectory(sessions, settings), get_gemini(), message_id, settings,
                           fails_for_good=fails_for_good, enqueue_send=send_notice)
 
 
 def send(sessions: SessionFactory, outbox_id: int, settings: Settings | None = None) -> int | None:
-    return run_send(sessions, outbox_id, settings or get_settings(), get_wappi)
+    settings = settings or get_settings()
+    return run_send(sessions, outbox_id, settings, ChannelDirectory(sessions, settings))
 
 
 def answer(sessions: SessionFactory, message_id: int, *, now: datetime | None = None,
@@ -71,5 +73,6 @@ def poll(sessions: SessionFactory, settings: Settings | None = None) -> list[int
     """One poll of every profile, as the poll stage runs it; the customer messages it would start
     conversations for (the first poll of a profile records history and starts none)."""
     started: list[int] = []
-    run_poll(sessions, settings or get_settings(), get_wappi, started.extend)
+    settings = settings or get_settings()
+    run_poll(sessions, settings, ChannelDirectory(sessions, settings), started.extend)
     return started

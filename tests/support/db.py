@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from db.models import Contact, Outbox, Profile
+from db.models import Contact, Message, Outbox, Profile
 from db.session import get_engine, session_scope
-from domain.states import OutboxKind, OutboxStatus
+from domain.states import Author, Direction, MessageStatus, OutboxKind, OutboxStatus
 from tests.support.env import PROFILE_ID
 
 
@@ -23,8 +24,14 @@ def rows_in(session: Session, query: str, **params: Any) -> list[Any]:
     return list(session.execute(sa.text(query), params).all())
 
 
-def add_contact(session: Session, phone: str, **fields: Any) -> tuple[int, int]:
-    """A lead of the test profile (created on first use); (contact id, profile id)."""
+# When the contacts `add_contact` makes first wrote: before any time a test or the emulator uses.
+FIRST_WORDS_AT = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def add_contact(session: Session, phone: str, *, wrote: bool = True, **fields: Any) -> tuple[int, int]:
+    """A lead of the test profile (created on first use); (contact id, profile id). The contact has
+    written to the profile once, long ago (the send stage refuses chats that never wrote), unless
+    `wrote` is False."""
     profile = session.scalar(sa.select(Profile).where(Profile.profile_id == PROFILE_ID))
     if profile is None:
         profile = Profile(profile_id=PROFILE_ID, name="test")
@@ -33,6 +40,11 @@ def add_contact(session: Session, phone: str, **fields: Any) -> tuple[int, int]:
     contact = Contact(profile_id=profile.id, phone=phone, chat_id=f"{phone}@c.us", is_client=True, **fields)
     session.add(contact)
     session.flush()
+    if wrote:
+        session.add(Message(profile_id=profile.id, contact_id=contact.id, provider_message_id=f"first-{phone}",
+                            direction=Direction.IN, author=Author.CUSTOMER, type="chat", text="Здравствуйте",
+                            status=MessageStatus.ANSWERED, sent_at=FIRST_WORDS_AT))
+        session.flush()
     return contact.id, profile.id
 
 

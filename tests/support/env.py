@@ -18,6 +18,8 @@ GEMINI_KEY = "test-gemini-key"
 PRIVATE_TOKEN = "private-wappi-token"
 PRIVATE_PROFILE = "0a1b2c3d-4e5f"
 WEBHOOK_SECRET = "webhook-secret-for-tests"  # the web app of the functional tests has it set
+BOT_TOKEN = "7000000001:test-bot-token-AAbbCCddEEffGGhh"  # the shared Telegram emulator's bot
+CREDENTIALS_KEY = "k2Ax1M3QK9yD0t4oC7cE6b5Yw8Z2n1q0P3r4s5t6u7o="  # a Fernet key, for tests only
 
 BASE_ENV = {
     "WAPPI_TOKEN": WAPPI_TOKEN,
@@ -35,6 +37,7 @@ BASE_ENV = {
     "SEND_CHAT_GAP_MAX": "0",
     # A short burst window keeps the suite quick; the batching tests set their own.
     "BATCH_WINDOW": "1.5",
+    "CREDENTIALS_KEY": CREDENTIALS_KEY,
 }
 
 

@@ -112,7 +112,7 @@ def test_the_poll_of_a_refused_profile_backs_off_and_resumes_when_it_is_back(
             chain.poll(sessions)
     assert chats_calls() == before + 1, "a refused profile is asked once, then backed off"
     assert rows_in(session, "SELECT down_reason FROM profiles")[0].down_reason == "not authorized"
-    assert sum("refused by Wappi" in record.getMessage() for record in caplog.records) == 1
+    assert sum("refused by the provider" in record.getMessage() for record in caplog.records) == 1
 
     wappi.set_profile(PROFILE_ID, authorized=True)
     chain.poll(sessions)

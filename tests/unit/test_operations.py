@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from celeryconfig import QUEUES, redbeat_key_prefix
-from clients.wappi import get_client
 from db.session import SessionFactory
 from emulators.wappi import WappiEmulator
 from infra.logging import JsonFormatter, log_context
 from infra.redis import get_redis
-from pipeline.ops import health, stats
+from pipeline.channels import ChannelDirectory
+from pipeline.ops import health, overall, stats
 from pipeline.profiles import mark_profile
 from settings import get_settings
 from tests.support import chain
@@ -24,21 +24,22 @@ from tests.support.emulators import customer_says, replies_to
 from tests.support.env import PROFILE_ID, WAPPI_TOKEN
 
 
-def health_at(sessions: SessionFactory, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
-    return health(sessions, get_redis(), lambda profile_id: get_client(profile_id).get_status(),
+def health_at(sessions: SessionFactory, now: datetime | None = None) -> tuple[str, dict[str, Any]]:
+    channels = ChannelDirectory(sessions, get_settings())
+    return health(sessions, get_redis(), lambda profile_id: channels(profile_id).get_status(),
                   poll_interval=get_settings().poll_interval, redbeat_prefix=redbeat_key_prefix, now=now)
 
 
 def test_health_reports_each_check(sessions: SessionFactory, wappi: WappiEmulator) -> None:
     chain.poll(sessions)
-    ok, checks = health_at(sessions)
+    status, checks = health_at(sessions)
     assert checks["database"]["ok"] and checks["redis"]["ok"]
     assert checks[f"wappi:{PROFILE_ID}"] == {**checks[f"wappi:{PROFILE_ID}"], "ok": True, "app_status": "open"}
     assert checks[f"poll:{PROFILE_ID}"]["ok"] and checks[f"send:{PROFILE_ID}"]["ok"]
     assert checks[f"chats:{PROFILE_ID}"] == {**checks[f"chats:{PROFILE_ID}"], "ok": True, "retrying": 0}
     # No beat runs here: the check says so, and the whole answer is failing.
     assert not checks["beat"]["ok"] and "redbeat lock" in checks["beat"]["error"]
-    assert not ok
+    assert status == "failing"
 
     # Ten minutes without a successful poll, and a profile Wappi logged out, that cannot send.
     wappi.set_profile(PROFILE_ID, authorized=False, app_status="close")
@@ -50,6 +51,23 @@ def test_health_reports_each_check(sessions: SessionFactory, wappi: WappiEmulato
     assert not unauthorized["ok"] and "authorized=False" in unauthorized["error"]
     held = later[f"send:{PROFILE_ID}"]
     assert not held["ok"] and "profile down: not authorized" in held["error"] and "sends are held" in held["error"]
+
+
+def test_one_profile_down_of_several_is_degraded_not_failing() -> None:
+    """The overall status: shared parts failing, or every profile down, is failing; some of several
+    profiles down is degraded (the others keep answering)."""
+    def checks(**states: bool) -> dict[str, Any]:
+        return {name: {"ok": ok} for name, ok in states.items()}
+
+    profiles = {"a": ["wappi:a", "poll:a"], "b": ["telegram:b", "poll:b"]}
+    everything = {"database": True, "redis": True, "beat": True,
+                  "wappi:a": True, "poll:a": True, "telegram:b": True, "poll:b": True}
+    assert overall(checks(**everything), profiles) == "ok"
+    assert overall(checks(**{**everything, "poll:b": False}), profiles) == "degraded"
+    assert overall(checks(**{**everything, "poll:b": False, "wappi:a": False}), profiles) == "failing"
+    assert overall(checks(**{**everything, "beat": False}), profiles) == "failing"
+    assert overall(checks(**{"database": True, "redis": True, "beat": True, "wappi:a": False, "poll:a": True}),
+                   {"a": ["wappi:a", "poll:a"]}) == "failing", "the only profile down is no degraded service"
 
 
 def test_stats_count_todays_work(sessions: SessionFactory, session: Session, wappi: WappiEmulator) -> None:

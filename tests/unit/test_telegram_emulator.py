@@ -1,6 +1,6 @@
 """HTTP-level tests of the Telegram Bot API emulator (emulators/telegram/): the wire format, the
 webhook (409 for getUpdates while it is set, push with the secret header, retries), the control
-endpoints, faults and the command line."""
+endpoints, faults, flood limits, group migration and the command line."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from clients.telegram import TelegramClient, TelegramRateLimitedError, TelegramRejectedError
 from emulators.telegram import TelegramEmulator
 from emulators.telegram.webhooks import WEBHOOK_ATTEMPTS
 from tests.support.emulators import emulator_command
@@ -255,6 +256,177 @@ def test_random_5xx_and_timeouts(emulator: TelegramEmulator) -> None:
 
     assert failing.status_code == 503 and failing.json()["description"] == "Service Unavailable"
     assert bad_faults.status_code == 400 and unknown_key.status_code == 400
+
+
+# ------------------------------------------------------------------ flood limits (reference A8)
+
+
+class FakeClock:
+    """The emulator's clock, moved by the test: flood limits are about seconds, and a test never sleeps."""
+
+    def __init__(self, now: float = 1_780_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture()
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture()
+def timed(clock: FakeClock) -> Iterator[TelegramEmulator]:
+    with TelegramEmulator(token=TOKEN, clock=clock) as emu:
+        yield emu
+
+
+@pytest.fixture()
+def client(timed: TelegramEmulator) -> TelegramClient:
+    return TelegramClient(requests.Session(), timed.url, TOKEN, timeout=5)
+
+
+def users_write(emu: TelegramEmulator, *chat_ids: int) -> None:
+    for chat_id in chat_ids:
+        control(emu, "text", chat_id=chat_id, text="Здравствуйте")
+
+
+def test_flood_limits_are_off_by_default(timed: TelegramEmulator, client: TelegramClient) -> None:
+    users_write(timed, CHAT)
+    for number in range(5):
+        client.send_message(CHAT, f"Ответ {number}")  # five at one instant: no limit enforced
+
+    assert len(timed.sent_messages(CHAT)) == 5
+    assert timed.flood_limits() == {"enabled": False, "chat_burst": 1, "bot_per_second": 30,
+                                    "group_per_minute": 20, "refused": 0}
+
+
+def test_one_message_a_second_per_chat(timed: TelegramEmulator, client: TelegramClient, clock: FakeClock) -> None:
+    users_write(timed, CHAT, CHAT + 1)
+    turned_on = control(timed, "flood_limits")  # an empty body: on, with Telegram's limits
+    client.send_message(CHAT, "Первый")
+    too_soon = call(timed, "sendMessage", chat_id=CHAT, text="Второй")
+    other_chat = call(timed, "sendMessage", chat_id=CHAT + 1, text="Другому")  # its own chat's pace
+    clock.now += 0.5
+    with pytest.raises(TelegramRateLimitedError) as still_too_soon:
+        client.send_message(CHAT, "Второй")
+    clock.now += 0.5  # a second after the first: the slot is free again
+    client.send_message(CHAT, "Второй")
+    state = requests.get(ctl(timed, "flood_limits"), timeout=5).json()
+
+    assert turned_on == {"enabled": True, "chat_burst": 1, "bot_per_second": 30, "group_per_minute": 20,
+                         "refused": 0, "refusals": []}
+    assert too_soon.status_code == 429 and too_soon.json() == {
+        "ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
+        "parameters": {"retry_after": 1}}
+    assert other_chat.status_code == 200
+    assert still_too_soon.value.retry_after == 1.0 and still_too_soon.value.error_code == 429
+    assert [item["text"] for item in timed.sent_messages(CHAT)] == ["Первый", "Второй"]  # refused ones not sent
+    assert [item["message_id"] for item in timed.chat_messages(CHAT) if item["from"]["is_bot"]] == [2, 3]
+    assert state["refused"] == 2 and timed.flood_limits()["refused"] == 2
+    assert [(item["chat_id"], item["limit"], item["retry_after"]) for item in state["refusals"]] == [
+        (CHAT, "chat", 1), (CHAT, "chat", 1)]
+
+
+def test_a_short_burst_is_allowed_when_configured(timed: TelegramEmulator, client: TelegramClient,
+                                                  clock: FakeClock) -> None:
+    users_write(timed, CHAT)
+    timed.set_flood_limits(chat_burst=3)
+    for number in range(3):
+        client.send_message(CHAT, f"Часть {number}")
+    with pytest.raises(TelegramRateLimitedError):
+        client.send_message(CHAT, "Часть 3")
+    clock.now += 1.0  # one slot back per second, not the whole burst
+    client.send_message(CHAT, "Часть 3")
+    with pytest.raises(TelegramRateLimitedError):
+        client.send_message(CHAT, "Часть 4")
+
+    assert len(timed.sent_messages(CHAT)) == 4 and timed.flood_limits()["refused"] == 2
+
+
+def test_the_whole_bot_is_held_to_n_a_second(timed: TelegramEmulator, client: TelegramClient,
+                                             clock: FakeClock) -> None:
+    chats = [CHAT + number for number in range(6)]
+    users_write(timed, *chats)
+    control(timed, "flood_limits", bot_per_second=5)
+    for chat_id in chats[:5]:
+        client.send_message(chat_id, "Рассылка")
+        clock.now += 0.125
+    with pytest.raises(TelegramRateLimitedError) as over:
+        client.send_message(chats[5], "Рассылка")  # a chat of its own, but the bot's 5 a second are spent
+    clock.now += 0.375  # a second after the first send, which has left the window
+    client.send_message(chats[5], "Рассылка")
+
+    assert over.value.retry_after == 1.0
+    assert timed.flood_refusals()[0]["limit"] == "bot" and len(timed.sent_messages()) == 6
+
+
+def test_a_group_gets_20_a_minute_and_retry_after_counts_whole_seconds(timed: TelegramEmulator,
+                                                                        clock: FakeClock) -> None:
+    group = -4127433587
+    control(timed, "text", chat_id=group, text="Всем привет", chat_type="group", title="Оптовики")
+    timed.set_flood_limits()
+    for _ in range(20):
+        assert call(timed, "sendMessage", chat_id=group, text="Новости").status_code == 200
+        clock.now += 1.0
+    clock.now += 0.5  # 20.5 s after the first of the 20: its slot frees in 39.5 s
+    refused = call(timed, "sendMessage", chat_id=group, text="Новости")
+
+    assert refused.status_code == 429 and refused.json()["parameters"] == {"retry_after": 40}
+    assert refused.json()["description"] == "Too Many Requests: retry after 40"
+    assert timed.flood_refusals()[-1]["limit"] == "group" and len(timed.sent_messages(group)) == 20
+
+
+def test_flood_limit_controls(timed: TelegramEmulator, client: TelegramClient) -> None:
+    users_write(timed, CHAT)
+    bad_value = requests.post(ctl(timed, "flood_limits"), json={"chat_burst": 0}, timeout=5)
+    unknown_key = requests.post(ctl(timed, "flood_limits"), json={"per_chat": 2}, timeout=5)
+    control(timed, "flood_limits", chat_burst=2)
+    control(timed, "faults", rate_limited_next=1, methods=["sendMessage"])
+    with pytest.raises(TelegramRateLimitedError):
+        client.send_message(CHAT, "Ответ")  # an injected 429: not the flood limits' doing
+    limits_after_fault = timed.flood_limits()
+    off = control(timed, "flood_limits", enabled=False)
+    for _ in range(3):
+        client.send_message(CHAT, "Ответ")
+    control(timed, "flood_limits")
+    control(timed, "reset")
+
+    assert bad_value.status_code == 400 and bad_value.json() == {"error": "chat_burst must be a positive integer"}
+    assert unknown_key.status_code == 400
+    assert limits_after_fault["chat_burst"] == 2 and limits_after_fault["refused"] == 0
+    assert off["enabled"] is False and len(timed.sent_messages()) == 0  # reset forgot the sends
+    assert timed.flood_limits()["enabled"] is False  # and turned the limits off
+
+
+# ------------------------------------------------------------------ a group upgraded to a supergroup
+
+
+def test_sends_to_a_migrated_group_answer_400_with_migrate_to_chat_id(emulator: TelegramEmulator) -> None:
+    group = -4127433587
+    control(emulator, "text", chat_id=group, text="Всем привет", chat_type="group", title="Оптовики")
+    migrated = control(emulator, "migrate", chat_id=group)
+    refused = call(emulator, "sendMessage", chat_id=group, text="Ответ")
+    client = TelegramClient(requests.Session(), emulator.url, TOKEN, timeout=5)
+    with pytest.raises(TelegramRejectedError) as rejected:
+        client.send_message(group, "Ответ")
+    resent = client.send_message(migrated["migrate_to_chat_id"], "Ответ")
+    chosen_id = emulator.migrate_group(-555, -1009999999999)
+    not_a_group = requests.post(ctl(emulator, "migrate"), json={"chat_id": CHAT}, timeout=5)
+
+    assert migrated == {"migrate_to_chat_id": -1004127433587}
+    assert refused.status_code == 400 and refused.json() == {
+        "ok": False, "error_code": 400, "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "parameters": {"migrate_to_chat_id": -1004127433587}}
+    assert rejected.value.error_code == 400 and "upgraded to a supergroup" in rejected.value.description
+    assert [(item["chat"]["id"], item["chat"]["type"], item["chat"]["title"]) for item in emulator.sent_messages()] \
+        == [(-1004127433587, "supergroup", "Оптовики")]
+    assert resent.message_id == 1
+    assert chosen_id == -1009999999999
+    assert call(emulator, "sendMessage", chat_id=-555, text="x").json()["parameters"] == {
+        "migrate_to_chat_id": -1009999999999}
+    assert not_a_group.status_code == 400
 
 
 def test_the_command_line() -> None:

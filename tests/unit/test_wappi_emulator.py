@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from clients.wappi import WappiAuthError, WappiClient, WappiRejectedError, WappiTelegramClient
 from emulators.wappi import WappiEmulator
 from tests.support.emulators import emulator_command
 
@@ -434,6 +435,113 @@ def test_chat_faults_fail_one_chat_and_cross_answers(emulator: WappiEmulator, ht
     assert requests.get(ctl(emulator, "chat_faults"), timeout=5).json()["crossed"] == 1
     unknown = requests.post(ctl(emulator, "chat_faults"), json={"nope": 1}, timeout=5)
     assert unknown.status_code == 400
+
+
+# --------------------------------------------------------------------------- accounts
+
+OTHER_TOKEN = "other-account-token-0123456789abcdef"
+OTHER_PROFILE = "b2c3d4e5-f6a7"
+OTHER_TELEGRAM_PROFILE = "c3d4e5f6-a7b8"
+UNAUTHORIZED = {"status": "error", "detail": "Unauthorized"}
+
+
+def status_with(emu: WappiEmulator, token: str, profile_id: str, api_prefix: str = "api") -> requests.Response:
+    return requests.get(f"{emu.url}/{api_prefix}/sync/get/status", params={"profile_id": profile_id},
+                        headers={"Authorization": token}, timeout=5)
+
+
+def test_an_account_token_serves_only_its_own_profiles(emulator: WappiEmulator) -> None:
+    added = requests.post(ctl(emulator, "account/add"), timeout=5, json={
+        "token": OTHER_TOKEN, "profile_ids": [OTHER_PROFILE], "telegram_profile_ids": [OTHER_TELEGRAM_PROFILE]})
+    session = requests.Session()
+    own = WappiClient(session, emulator.url, TOKEN, PROFILE, timeout=2.0)
+    other = WappiClient(session, emulator.url, OTHER_TOKEN, OTHER_PROFILE, timeout=2.0)
+    other_telegram = WappiTelegramClient(session, emulator.url, OTHER_TOKEN, OTHER_TELEGRAM_PROFILE, timeout=2.0)
+    trespassing = WappiClient(session, emulator.url, TOKEN, OTHER_PROFILE, timeout=2.0)
+    inject(emulator, profile_id=OTHER_PROFILE)
+
+    assert added.status_code == 200
+    assert own.get_status().healthy and other.get_status().healthy and other_telegram.get_status().healthy
+    # Each token is refused for the other account's profiles, on /api/ and /tapi/ alike, as a
+    # wrong token is; nothing is sent.
+    for token, profile_id, api_prefix in ((TOKEN, OTHER_PROFILE, "api"), (TOKEN, OTHER_TELEGRAM_PROFILE, "tapi"),
+                                          (OTHER_TOKEN, PROFILE, "api")):
+        refused = status_with(emulator, token, profile_id, api_prefix)
+        assert (refused.status_code, refused.json()) == (401, UNAUTHORIZED)
+    with pytest.raises(WappiAuthError) as not_yours:
+        trespassing.send_message(PHONE, "Чужой профиль")
+    assert not_yours.value.status_code == 401 and emulator.sent_messages(OTHER_PROFILE) == []
+    with pytest.raises(WappiAuthError):
+        trespassing.get_messages(PHONE)
+    assert [message.text for message in other.get_messages(PHONE)] == ["Здравствуйте"]
+
+
+def test_accounts_grow_by_profile_and_outlive_reset(emulator: WappiEmulator) -> None:
+    emulator.add_account(OTHER_TOKEN)
+    requests.post(ctl(emulator, "profile/add"), json={"profile_id": OTHER_PROFILE, "token": OTHER_TOKEN},
+                  timeout=5).raise_for_status()
+    emulator.add_profile(OTHER_TELEGRAM_PROFILE, platform="telegram", token=OTHER_TOKEN)
+    emulator.add_profile("d4e5f6a7-b8c9")  # no token: the emulator's own account, as before
+    requests.post(ctl(emulator, "reset"), timeout=5).raise_for_status()
+    unknown_token = requests.post(ctl(emulator, "profile/add"), json={"profile_id": "e5f6a7b8-c9d0", "token": "x"},
+                                  timeout=5)
+    same_token = requests.post(ctl(emulator, "account/add"), json={"token": OTHER_TOKEN}, timeout=5)
+    taken_profile = requests.post(ctl(emulator, "account/add"), json={"token": "third", "profile_ids": [PROFILE]},
+                                  timeout=5)
+    both_platforms = requests.post(ctl(emulator, "account/add"), timeout=5, json={
+        "token": "fourth", "profile_ids": ["f6a7b8c9-d0e1"], "telegram_profile_ids": ["f6a7b8c9-d0e1"]})
+
+    assert status_with(emulator, OTHER_TOKEN, OTHER_PROFILE).status_code == 200
+    assert status_with(emulator, OTHER_TOKEN, OTHER_TELEGRAM_PROFILE, "tapi").json()["platform"] == "tg"
+    assert status_with(emulator, TOKEN, "d4e5f6a7-b8c9").status_code == 200
+    assert status_with(emulator, OTHER_TOKEN, "d4e5f6a7-b8c9").status_code == 401
+    assert unknown_token.status_code == 400 and unknown_token.json()["detail"] == "no account has this token"
+    assert same_token.status_code == 400 and taken_profile.status_code == 400 and both_platforms.status_code == 400
+    assert "e5f6a7b8-c9d0" not in emulator.profile_ids and "f6a7b8c9-d0e1" not in emulator.profile_ids
+    assert status_with(emulator, "third", PROFILE).status_code == 401  # refused as a whole: no such account
+
+
+# --------------------------------------------------------------------------- one profile's faults
+
+
+def test_faults_scoped_to_one_profile_spare_the_others(emulator: WappiEmulator, http: requests.Session) -> None:
+    second = "0f1e2d3c-4b5a"
+    emulator.add_profile(second)
+    voices = {profile_id: inject(emulator, profile_id=profile_id, type="ptt", text="",
+                                 media_b64=base64.b64encode(f"OggS-{profile_id}".encode()).decode())
+              for profile_id in (PROFILE, second)}  # the same customer writes to both profiles
+
+    def history(profile_id: str) -> requests.Response:
+        return http.get(api(emulator, "messages/get"), params={"profile_id": profile_id, "chat_id": PHONE}, timeout=5)
+
+    emulator.set_faults({"fail_next": 1, "fail_status": 503, "profile_ids": [PROFILE]})
+    spared_status = http.get(api(emulator, "get/status"), params={"profile_id": second}, timeout=5)
+    failed_status = http.get(api(emulator, "get/status"), params={"profile_id": PROFILE}, timeout=5)
+    scoped = requests.get(ctl(emulator, "faults"), timeout=5).json()
+    emulator.set_chat_faults({"fail_chats": [PHONE], "profile_ids": [PROFILE]})
+    failed_history, spared_history = history(PROFILE), history(second)
+    emulator.set_chat_faults({})
+    emulator.set_media_faults({"fail_message_ids": [voice["message_id"] for voice in voices.values()],
+                               "profile_ids": [second]})
+    clients = {profile_id: WappiClient(requests.Session(), emulator.url, TOKEN, profile_id, timeout=2.0)
+               for profile_id in (PROFILE, second)}
+    spared_media = clients[PROFILE].download_media(voices[PROFILE]["message_id"])
+    with pytest.raises(WappiRejectedError):
+        clients[second].download_media(voices[second]["message_id"])
+    emulator.set_media_faults({})
+    emulator.set_faults({"history_lag_seconds": 60, "profile_ids": [second]})
+    for client in clients.values():
+        client.send_message(PHONE, "Ответ")
+
+    assert (spared_status.status_code, failed_status.status_code) == (200, 503)
+    assert scoped["profile_ids"] == [PROFILE] and scoped["fail_next"] == 0
+    assert failed_history.status_code == 500
+    assert spared_history.status_code == 200 and [m["id"] for m in spared_history.json()["messages"]] == [
+        voices[second]["message_id"]]
+    assert spared_media.data == f"OggS-{PROFILE}".encode()
+    assert clients[second].download_media(voices[second]["message_id"]).data == f"OggS-{second}".encode()
+    assert clients[PROFILE].get_messages(PHONE)[0].text == "Ответ"  # newest first: no lag in this profile
+    assert [(m.type, m.from_me) for m in clients[second].get_messages(PHONE)] == [("ptt", False)]  # send lags
 
 
 def test_command_line_serves_until_sigterm() -> None:

@@ -1,5 +1,6 @@
 """Wappi's Telegram API (`/tapi/`): the real `WappiTelegramClient` against the Wappi emulator's
-Telegram profile over HTTP, the refusal of the other API, and the parsing of Telegram payloads."""
+Telegram profile over HTTP, the refusal of the other API, auth as on `/api/`, several profiles kept
+apart (webhooks, chats, sends, files), and the parsing of Telegram payloads."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,6 +28,7 @@ from clients.wappi import (
     parse_telegram_message,
 )
 from emulators.wappi import WappiEmulator
+from tests.support.telegram import WebhookReceiver
 
 TOKEN = "tapi-test-token-0123456789abcdef"
 WHATSAPP_PROFILE = "1a2b3c4d-5e6f"
@@ -92,6 +95,33 @@ def test_each_api_refuses_the_other_kind_of_profile(emulator: WappiEmulator) -> 
     assert raw.status_code == 400 and raw.json()["status"] == "error"
     # The WhatsApp profile beside it is served as before.
     assert WappiClient(session, emulator.url, TOKEN, WHATSAPP_PROFILE, timeout=2.0).get_status().healthy
+
+
+OTHER_TOKEN = "other-account-token-0123456789abcdef"
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "wrong-token"}, {"Authorization": f"Bearer {TOKEN}"}, {"Authorization": OTHER_TOKEN},
+], ids=["no token", "wrong token", "bearer prefix", "another account's token"])  # fmt: skip
+def test_tapi_checks_auth_exactly_like_api(emulator: WappiEmulator, headers: dict[str, str]) -> None:
+    emulator.add_account(OTHER_TOKEN, ["9a8b7c6d-5e4f"], telegram_profile_ids=["8a7b6c5d-4e3f"])
+    calls = [("GET", "sync/get/status", None), ("GET", "sync/chats/get", None),
+             ("POST", "sync/message/send", {"recipient": CUSTOMER, "body": "Ответ"}),
+             ("POST", "webhook/url/set", None)]
+    answers: dict[str, list[tuple[int, Any]]] = {}
+    for api_prefix, profile_id in (("api", WHATSAPP_PROFILE), ("tapi", TELEGRAM_PROFILE)):
+        answers[api_prefix] = [
+            (response.status_code, response.json()) for response in (
+                requests.request(method, f"{emulator.url}/{api_prefix}/{path}", json=body, headers=headers,
+                                 params={"profile_id": profile_id, "url": "https://example.test/hook"}, timeout=5)
+                for method, path, body in calls)]
+
+    assert answers["tapi"] == answers["api"] == [(401, {"status": "error", "detail": "Unauthorized"})] * len(calls)
+    assert emulator.sent_messages(TELEGRAM_PROFILE) == emulator.sent_messages(WHATSAPP_PROFILE) == []
+    for api_prefix, profile_id in (("api", WHATSAPP_PROFILE), ("tapi", TELEGRAM_PROFILE)):
+        installed = requests.get(f"{emulator.url}/{api_prefix}/webhook/url/get", params={"profile_id": profile_id},
+                                 headers={"Authorization": TOKEN}, timeout=5).json()
+        assert installed["installed"] is False and installed["url"] == ""
 
 
 def test_the_token_stays_out_of_errors_and_logs(emulator: WappiEmulator, caplog: pytest.LogCaptureFixture) -> None:
@@ -270,6 +300,62 @@ def test_webhooks_carry_telegram_payloads(emulator: WappiEmulator) -> None:
     assert base64.b64decode(voice_note["body"]) == b"OggS-voice" and voice_note["length_seconds"] == 4
     assert voice_note["file_link"] and voice_note["mimetype"].startswith("audio/ogg")
     assert parse_telegram_message(voice_note).text == ""
+
+
+WHATSAPP_CUSTOMER = "79115576367"
+
+
+def test_several_profiles_push_to_their_own_webhooks_and_keep_their_state_apart() -> None:
+    whatsapp = (WHATSAPP_PROFILE, "2a3b4c5d-6e7f")
+    telegram = (TELEGRAM_PROFILE, "8f9e0d1c-2b3a")
+    customers = {**dict.fromkeys(whatsapp, WHATSAPP_CUSTOMER), **dict.fromkeys(telegram, CUSTOMER)}
+    with WappiEmulator(token=TOKEN, profile_ids=whatsapp, telegram_profile_ids=telegram) as emulator, \
+            ExitStack() as stack:
+        receivers = {profile_id: stack.enter_context(WebhookReceiver()) for profile_id in customers}
+        for profile_id, receiver in receivers.items():
+            control(emulator, "webhook", {"profile_id": profile_id, "url": receiver.url, "secret": f"s-{profile_id}"})
+        # The same customer writes to every profile of a platform. Telegram accounts number their
+        # messages alike, so the two Telegram profiles' first messages share an id.
+        voice = write(emulator, "", type="ptt", media_b64=base64.b64encode(b"OggS-first-profile").decode())
+        text = control(emulator, "customer_message", {"profile_id": telegram[1], "phone": CUSTOMER,
+                                                      "text": "Текст второму"})
+        for profile_id in whatsapp:
+            control(emulator, "customer_message", {"profile_id": profile_id, "phone": WHATSAPP_CUSTOMER,
+                                                   "text": f"Привет {profile_id}"})
+        for profile_id, customer in customers.items():
+            control(emulator, "phone_message", {"profile_id": profile_id, "phone": customer,
+                                                "text": f"Оператор {profile_id}"})
+        deliveries = {profile_id: receiver.wait_for(2) for profile_id, receiver in receivers.items()}
+        session = requests.Session()
+        clients = {profile_id: (WappiTelegramClient if profile_id in telegram else WappiClient)(
+            session, emulator.url, TOKEN, profile_id, timeout=2.0) for profile_id in customers}
+        clients[telegram[0]].send_message(CUSTOMER, "Ответ первого")
+        clients[whatsapp[0]].send_message(WHATSAPP_CUSTOMER, "Ответ первого")
+        first_voice = clients[telegram[0]].download_media(voice["message_id"])
+        with pytest.raises(WappiRejectedError):
+            clients[telegram[1]].download_media(text["message_id"])  # the same id: a text here, no file
+        second_history = tapi(emulator, "messages/get", chat_id=CUSTOMER, profile_id=telegram[1]).json()
+        whatsapp_history = [m.text for m in clients[whatsapp[1]].get_messages(WHATSAPP_CUSTOMER)]
+        telegram_history = [m.text for m in clients[telegram[1]].get_messages(CUSTOMER)]
+        sent = {profile_id: [item["body"] for item in emulator.sent_messages(profile_id)] for profile_id in customers}
+        arrived = {profile_id: len(receiver.deliveries) for profile_id, receiver in receivers.items()}
+
+    assert voice["message_id"] == text["message_id"]
+    assert arrived == dict.fromkeys(customers, 2)
+    for profile_id, items in deliveries.items():
+        assert {delivery.headers["authorization"] for delivery in items} == {f"s-{profile_id}"}
+        pushed = [message for delivery in items for message in delivery.body["messages"]]
+        assert {message["profile_id"] for message in pushed} == {profile_id}
+        assert sorted(message["wh_type"] for message in pushed) == ["incoming_message", "outgoing_message_phone"]
+        assert f"Оператор {profile_id}" in {message["body"] for message in pushed}
+    second_pushed = {m["wh_type"]: m for d in deliveries[telegram[1]] for m in d.body["messages"]}
+    assert second_pushed["incoming_message"]["body"] == "Текст второму"
+    assert "file_link" not in second_pushed["incoming_message"]
+    assert [m["s3Info"] for m in second_history["messages"]] == [{}, {}]
+    assert first_voice.data == b"OggS-first-profile"
+    assert sent == {whatsapp[0]: ["Ответ первого"], whatsapp[1]: [], telegram[0]: ["Ответ первого"], telegram[1]: []}
+    assert whatsapp_history == [f"Оператор {whatsapp[1]}", f"Привет {whatsapp[1]}"]
+    assert telegram_history == [f"Оператор {telegram[1]}", "Текст второму"]
 
 
 # --------------------------------------------------------------------------- parsing the reference's payloads
