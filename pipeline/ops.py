@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 from redbeat.decoder import RedBeatJSONDecoder
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, true
 from sqlalchemy.orm import Session
 
 from celeryconfig import QUEUES
@@ -162,9 +162,20 @@ def health(sessions: SessionFactory, redis_client: redis.Redis,
     return status, checks
 
 
-def stats(session: Session, redis_client: redis.Redis, timezone: str, now: datetime | None = None) -> dict[str, Any]:
-    """Today's figures, "today" being the business's calendar day."""
+def stats(session: Session, redis_client: redis.Redis, timezone: str, now: datetime | None = None,
+          profile_id: int | None = None) -> dict[str, Any]:
+    """Today's figures, "today" being the business's calendar day; of one profile (our id) when
+    `profile_id` is given, so no business sees another's. Queue depths and dead letters are the
+    pool's, shared by every profile."""
     now = now or datetime.now(UTC)
+    mine = select(Contact.id).where(Contact.profile_id == profile_id).scalar_subquery()
+
+    def of_profile(column: Any, contact_column: Any = None) -> Any:
+        """A filter to the profile's rows (true when every profile is asked for)."""
+        if profile_id is None:
+            return true()
+        return column == profile_id if contact_column is None else contact_column.in_(mine)
+
     local = now.astimezone(ZoneInfo(timezone))
     start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     since, until = start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
@@ -172,24 +183,26 @@ def stats(session: Session, redis_client: redis.Redis, timezone: str, now: datet
     def count(query: Any) -> int:
         return int(session.scalar(query) or 0)
 
-    today_messages = (Message.created_at >= since) & (Message.created_at < until)
+    today_messages = (Message.created_at >= since) & (Message.created_at < until) & of_profile(Message.profile_id)
     verdicts = dict(session.execute(select(Contact.is_client, func.count(Contact.id)).where(
-        Contact.classified_at >= since, Contact.classified_at < until).group_by(Contact.is_client)).tuples().all())
+        Contact.classified_at >= since, Contact.classified_at < until, of_profile(Contact.profile_id))
+        .group_by(Contact.is_client)).tuples().all())
     stopped = dict(session.execute(select(FollowUp.stop_reason, func.count(FollowUp.id)).where(
         FollowUp.status.in_((FollowUpStatus.STOPPED, FollowUpStatus.COMPLETED)),
-        FollowUp.updated_at >= since, FollowUp.updated_at < until)
+        FollowUp.updated_at >= since, FollowUp.updated_at < until, of_profile(None, FollowUp.contact_id))
         .group_by(FollowUp.stop_reason)).tuples().all())
     tokens = session.execute(select(func.coalesce(func.sum(ModelUsage.prompt_tokens), 0),
                                     func.coalesce(func.sum(ModelUsage.output_tokens), 0),
                                     func.coalesce(func.sum(ModelUsage.total_tokens), 0)).where(
-        ModelUsage.created_at >= since, ModelUsage.created_at < until)).one()
+        ModelUsage.created_at >= since, ModelUsage.created_at < until, of_profile(None, ModelUsage.contact_id))).one()
     queues: dict[str, int | None] = {}
     for queue in QUEUES:
         try:
             queues[queue] = int(redis_client.llen(queue))
         except redis.RedisError:
             queues[queue] = None
-    sent_today = (Outbox.sent_at >= since) & (Outbox.sent_at < until) & (Outbox.status == OutboxStatus.SENT)
+    sent_today = (Outbox.sent_at >= since) & (Outbox.sent_at < until) & (Outbox.status == OutboxStatus.SENT) \
+        & of_profile(Outbox.profile_id)
     return {
         "day": start.date().isoformat(),
         "timezone": timezone,
@@ -204,12 +217,14 @@ def stats(session: Session, redis_client: redis.Redis, timezone: str, now: datet
                        "undecided": verdicts.get(None, 0)},
         "replies": count(select(func.count(Outbox.id)).where(sent_today, Outbox.kind == OutboxKind.REPLY)),
         "follow_ups": {
-            "active": count(select(func.count(FollowUp.id)).where(FollowUp.status == FollowUpStatus.ACTIVE)),
+            "active": count(select(func.count(FollowUp.id)).where(FollowUp.status == FollowUpStatus.ACTIVE,
+                                                                  of_profile(None, FollowUp.contact_id))),
             "sent": count(select(func.count(Outbox.id)).where(sent_today, Outbox.kind == OutboxKind.FOLLOW_UP)),
             "stopped": {reason or "unknown": number for reason, number in stopped.items()},
         },
-        "calls_booked": count(select(func.count(ScheduledCall.id)).where(ScheduledCall.created_at >= since,
-                                                                         ScheduledCall.created_at < until)),
+        "calls_booked": count(select(func.count(ScheduledCall.id)).where(
+            ScheduledCall.created_at >= since, ScheduledCall.created_at < until,
+            of_profile(None, ScheduledCall.contact_id))),
         "queues": queues,
         "dead_letters": count(select(func.count(DeadLetter.id))),
         "model_tokens": {"prompt": int(tokens[0]), "output": int(tokens[1]), "total": int(tokens[2])},

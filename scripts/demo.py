@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -95,22 +96,32 @@ def sent_to_customer(wappi_url: str) -> list[dict[str, Any]]:
     return [item for item in response.json()["messages"] if item["phone"] == CUSTOMER_PHONE]
 
 
-def play_conversation(wappi_url: str, reply_timeout: float, log_dir: Path) -> None:
-    print("\n=== WhatsApp chat with +" + CUSTOMER_PHONE + " ===")
-    for line in CONVERSATION:
-        before = len(sent_to_customer(wappi_url))
-        requests.post(f"{wappi_url}/_emulator/customer_message", timeout=5, json={
-            "profile_id": DEMO_PROFILE, "phone": CUSTOMER_PHONE, "text": line, "name": "Алия",
-        }).raise_for_status()
+def play(title: str, lines: list[str], write: Callable[[str], None], sent: Callable[[], list[str]],
+         who: str, reply_timeout: float, log_dir: Path) -> None:
+    """Each line written as the customer, then the replies it got, printed as a chat transcript."""
+    print(f"\n=== {title} ===")
+    for line in lines:
+        before = len(sent())
+        write(line)
         print(f"Customer:  {line}", flush=True)
         deadline = time.monotonic() + reply_timeout
-        while len(sent_to_customer(wappi_url)) <= before:
+        while len(sent()) <= before:
             if time.monotonic() > deadline:
                 raise SystemExit(f"no reply within {reply_timeout:.0f}s; see the logs in {log_dir}")
             time.sleep(0.2)
-        for reply in sent_to_customer(wappi_url)[before:]:
-            print(f"Assistant: {reply['body']}", flush=True)
+        for reply in sent()[before:]:
+            print(f"{who + ':':<10} {reply}", flush=True)
     print("=== end of conversation ===\n")
+
+
+def play_whatsapp(wappi_url: str, reply_timeout: float, log_dir: Path) -> None:
+    def write(line: str) -> None:
+        requests.post(f"{wappi_url}/_emulator/customer_message", timeout=5, json={
+            "profile_id": DEMO_PROFILE, "phone": CUSTOMER_PHONE, "text": line, "name": "Алия",
+        }).raise_for_status()
+
+    play(f"WhatsApp chat with +{CUSTOMER_PHONE}", CONVERSATION, write,
+         lambda: [reply["body"] for reply in sent_to_customer(wappi_url)], "Assistant", reply_timeout, log_dir)
 
 
 def run_tool(env: dict[str, str], *args: str) -> str:
@@ -139,20 +150,12 @@ def bot_sent(telegram_url: str) -> list[dict[str, Any]]:
 
 
 def play_telegram(telegram_url: str, reply_timeout: float, log_dir: Path) -> None:
-    print("\n=== Telegram chat with the bot @" + DEMO_BOT + " ===")
-    for line in TELEGRAM_CONVERSATION:
-        before = len(bot_sent(telegram_url))
+    def write(line: str) -> None:
         requests.post(f"{telegram_url}/_emulator/text", timeout=5, json={
             "chat_id": TELEGRAM_CHAT, "text": line, "first_name": "Дана"}).raise_for_status()
-        print(f"Customer:  {line}", flush=True)
-        deadline = time.monotonic() + reply_timeout
-        while len(bot_sent(telegram_url)) <= before:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"no reply from the bot within {reply_timeout:.0f}s; see the logs in {log_dir}")
-            time.sleep(0.2)
-        for reply in bot_sent(telegram_url)[before:]:
-            print(f"Bot:       {reply['text']}", flush=True)
-    print("=== end of conversation ===\n")
+
+    play(f"Telegram chat with the bot @{DEMO_BOT}", TELEGRAM_CONVERSATION, write,
+         lambda: [reply["text"] for reply in bot_sent(telegram_url)], "Bot", reply_timeout, log_dir)
 
 
 def watch_conversations(env: dict[str, str]) -> NoReturn:
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             say("running against the real Wappi and Gemini; write to the number. Ctrl-C stops.")
             watch_conversations(stack.env)
         time.sleep(2.0)  # let the first poll (the product's first start) finish
-        play_conversation(wappi_url, args.reply_timeout, log_dir)
+        play_whatsapp(wappi_url, args.reply_timeout, log_dir)
         play_telegram(telegram_url, args.reply_timeout, log_dir)
         if args.keep:
             print_how_to_write(wappi_url, telegram_url)

@@ -3,7 +3,7 @@ production (`gunicorn web.app:application`) or `python -m web` locally.
 
 - `GET /health`: 200 (`ok` or `degraded`: some of several profiles are down) or 503 (`failing`)
   with one JSON object of checks, each profile's named `<check>:<profile>`.
-- `GET /stats`: today's figures in the business's time zone.
+- `GET /stats`: today's figures in the business's time zone; `?profile=<profile id>` for one profile's.
 - `POST /webhooks/wappi`: Wappi's push (WhatsApp and Telegram profiles share the envelope). Each
   item is routed by its `profile_id` and checked against that profile's WEBHOOK_SECRET, which comes
   in the `Authorization` header (or `?secret=`); an unknown or disabled profile is refused (404).
@@ -60,9 +60,18 @@ def health_view() -> tuple[str, dict[str, Any]]:
                   poll_interval=settings.poll_interval, redbeat_prefix=redbeat_key_prefix)
 
 
-def stats_view() -> dict[str, Any]:
+def stats_view(environ: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Every profile's figures together, or one profile's (`?profile=<profile id>`) in its own time zone."""
+    wanted = parse_qs(environ.get("QUERY_STRING", "")).get("profile", [""])[0].strip()
+    settings = get_settings()
     with session_scope() as session:
-        return stats(session, get_redis(), get_settings().timezone)
+        if not wanted:
+            return "200 OK", stats(session, get_redis(), settings.timezone)
+        profile = session.scalars(select(Profile).where(Profile.profile_id == wanted)).one_or_none()
+        if profile is None:
+            return "404 Not Found", {"error": f"no profile {wanted!r}"}
+        figures = stats(session, get_redis(), settings_for(profile, settings).timezone, profile_id=profile.id)
+        return "200 OK", {"profile": wanted, **figures}
 
 
 def _body(environ: dict[str, Any], what: str) -> tuple[bytes | None, tuple[str, dict[str, Any]] | None]:
@@ -96,7 +105,8 @@ def webhook_view(environ: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         log.warning("webhook refused: invalid body (%s): %r", exc, raw[:200])
         return "400 Bad Request", {"error": f"invalid body: {exc}"}
     given = environ.get("HTTP_AUTHORIZATION") or parse_qs(environ.get("QUERY_STRING", "")).get("secret", [""])[0]
-    groups = items_by_profile(items, settings.wappi_profile_id)
+    # A body with no items is still checked against the environment profile's secret.
+    groups = items_by_profile(items, settings.wappi_profile_id) or {settings.wappi_profile_id: []}
     new: list[int] = []
     with session_scope() as session:
         ensure_profile(session, settings)
@@ -168,7 +178,8 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> Itera
             return _json(start_response, "503 Service Unavailable" if status == FAILING else "200 OK",
                          {"status": status, "checks": checks})
         if path == "/stats" and method == "GET":
-            return _json(start_response, "200 OK", stats_view())
+            status, body = stats_view(environ)
+            return _json(start_response, status, body)
         if path == "/webhooks/wappi" and method == "POST":
             status, body = webhook_view(environ)
             return _json(start_response, status, body)

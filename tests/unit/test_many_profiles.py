@@ -5,6 +5,7 @@ number's send limit; each business answered with its own facts and knowledge bas
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,18 +21,22 @@ from domain.states import MessageStatus, OutboxKind, OutboxStatus, Provider
 from emulators.gemini import GeminiEmulator
 from emulators.telegram import TelegramEmulator
 from emulators.wappi import WappiEmulator
+from infra.redis import get_redis
 from kb.index import build_index, kb_base
 from pipeline.credentials import encrypt
 from pipeline.locks import Defer
+from pipeline.ops import stats
 from pipeline.send import NeverWrote
 from settings import ROOT, get_settings
 from tests.support import chain
 from tests.support.db import add_contact, add_outbox_row
 from tests.support.env import BOT_TOKEN, PROFILE_ID
-from tests.support.model_calls import AGENT, system_texts
+from tests.support.intake import voice_audio
+from tests.support.model_calls import AGENT, TRANSCRIBE, system_texts
 
 BOT = "shop_bot"
 SECOND = "b2c3d4e5-f6a7"
+TAPI = "c3d4e5f6-a7b8"
 FLOWERS_KB = ROOT / "kb" / "examples" / "flowers"
 
 
@@ -232,3 +237,52 @@ def test_each_business_is_answered_with_its_own_facts(
     # The same phone writing to two numbers is two contacts.
     assert session.scalar(select(Contact.id).where(Contact.profile_id == flowers.id)) is not None
     assert len(session.scalars(select(Contact).where(Contact.phone == "77080000001")).all()) == 2
+    # Each business's figures are its own; together they add up.
+    timezone = get_settings().timezone
+    bakery_profile = session.scalars(select(Profile).where(Profile.profile_id == PROFILE_ID)).one()
+    each = [stats(session, get_redis(), timezone, profile_id=profile.id) for profile in (bakery_profile, flowers)]
+    together = stats(session, get_redis(), timezone)
+    for figures in each:
+        assert figures["messages"]["received"] == 1 and figures["replies"] == 1
+        assert figures["classified"]["lead"] == 1
+        assert 0 < figures["model_tokens"]["total"] < together["model_tokens"]["total"]
+    assert together["messages"]["received"] == 2 and together["replies"] == 2
+
+
+def test_a_bot_voice_note_is_downloaded_with_getfile_and_answered(
+        sessions: SessionFactory, session: Session, bot: TelegramEmulator, gemini: GeminiEmulator) -> None:
+    add_bot(session)
+    bot.user_sends_voice(6001, voice_audio("Сколько стоит торт Медовик?"))
+    bot.user_sends_photo(6002, b"\xff\xd8jpeg-bytes", caption="Такой торт можно на субботу?")
+    bot.user_sends_document(6003, b"%PDF-1.4 order", file_name="order.pdf")  # no caption: recorded only
+    started = chain.poll(sessions)
+    assert len(started) == 2
+    for message_id in started:
+        chain.answer(sessions, message_id)
+    voice = session.scalars(select(Message).where(Message.is_voice.is_(True))).one()
+    assert (voice.type, voice.transcription, voice.status) == ("ptt", "Сколько стоит торт Медовик?",
+                                                               MessageStatus.ANSWERED)
+    assert len(bot.sent_messages(6001)) == 1 and "Медовик" in bot.sent_messages(6001)[0]["text"]
+    assert len(bot.sent_messages(6002)) == 1 and bot.sent_messages(6003) == []
+    # The audio went to the transcription model inline, fetched through getFile and the file link.
+    assert any(TRANSCRIBE in json.dumps(call["body"], ensure_ascii=False) for call in gemini.requests_log())
+
+
+def test_a_telegram_account_through_wappi_is_answered_by_reply(
+        sessions: SessionFactory, session: Session, wappi: WappiEmulator) -> None:
+    """A personal Telegram account through Wappi's /tapi/: numeric ids, the `text` type, replies."""
+    if TAPI not in wappi.profile_ids:
+        wappi.add_profile(TAPI, platform="telegram")
+    session.add(Profile(provider=Provider.WAPPI_TELEGRAM, profile_id=TAPI, name="Личный Telegram", active=True))
+    session.flush()
+    chain.poll(sessions)  # first start of both accounts
+    sent = wappi.customer_message(TAPI, "555000111", "Здравствуйте! Сколько стоит доставка?")
+    wappi.customer_message(TAPI, "555000222", "Всем привет", group=True, group_id="4127433587")
+    started = chain.poll(sessions)
+    assert len(started) == 1, "the group is no customer's chat"
+    chain.answer(sessions, started[0])
+    [reply] = wappi.sent_messages(TAPI)
+    assert reply["reply_to"] == sent["message_id"]
+    contact = session.scalars(select(Contact).join(Profile).where(Profile.profile_id == TAPI)).one()
+    assert (contact.phone, contact.chat_id) == ("555000111", "555000111")
+    assert wappi.sent_messages(PROFILE_ID) == []
