@@ -142,6 +142,22 @@ def _updates_mode(raw: str) -> str:
     return value
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be {' or '.join(allowed)}")
+        return value
+    return parse
+
+
+def _run_path(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith("/") or "{agent_id}" not in value:
+        raise ValueError("must be a path holding {agent_id}, e.g. /agents/{agent_id}/runs")
+    return value
+
+
 def _phone_list(raw: str) -> tuple[str, ...]:
     phones = tuple(normalize_phone(item) for item in raw.split(",") if item.strip())
     bad = [phone for phone in phones if not phone.isdigit() or len(phone) < 7]
@@ -169,6 +185,23 @@ def _boolean(raw: str) -> bool:
     if value not in {"true", "false", "1", "0", "yes", "no"}:
         raise ValueError("must be true or false")
     return value in {"true", "1", "yes"}
+
+
+def _name_list(raw: str) -> tuple[str, ...]:
+    """`a, b,c` -> ("a", "b", "c"): a comma-separated list, blanks dropped."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+MCP_SCOPES = ("read", "write", "admin")
+
+
+def _mcp_scopes(raw: str) -> tuple[str, ...]:
+    scopes = _name_list(raw)
+    unknown = [scope for scope in scopes if scope not in MCP_SCOPES]
+    if unknown or not scopes:
+        raise ValueError(f"must be scopes out of {', '.join(MCP_SCOPES)}"
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    return scopes
 
 
 def _fernet_keys(raw: str) -> str:
@@ -294,7 +327,7 @@ class Settings:
              "a profile added with --no-warmup, or the environment's own, skips it")
     proactive_daily_cap: int = _setting(
         "PROACTIVE_DAILY_CAP", _positive_int, 50,
-        help="proactive messages (follow-up touches) a profile may send a day; over it they are held "
+        help="proactive messages (follow-up touches, MCP sends) a profile may send a day; over it they are held "
              "until an operator resumes (`celery -A tasks profiles resume-proactive`); replies are not capped")
     send_chat_gap_min: float = _setting("SEND_CHAT_GAP_MIN", _non_negative_float, 1.0,
                                         help="least seconds between two messages to one chat")
@@ -315,6 +348,25 @@ class Settings:
     credentials_key: str = _setting("CREDENTIALS_KEY", _fernet_keys, "", secret=True,
                                     help="Fernet key(s) encrypting profile tokens in the database, comma-separated "
                                          "for rotation (the first encrypts); empty: only the environment's profile")
+    reply_agent: str = _setting(
+        "REPLY_AGENT", _choice("builtin", "agno"), "builtin",
+        help="who writes the replies: builtin (the sales agent on Gemini) or agno (an external agent on Agno "
+             "AgentOS at AGENT_BASE_URL); intake, STOP, pauses, the outbox and the send limit stay ours")
+    agent_base_url: str = _setting("AGENT_BASE_URL", _url, "",
+                                   help="the external agent platform's base URL (REPLY_AGENT=agno)")
+    agent_id: str = _setting("AGENT_ID", _text, "sales-assistant", help="the external agent's id on the platform")
+    agent_api_key: str = _setting("AGENT_API_KEY", _text, "", secret=True,
+                                  help="the platform's key (Agno's OS_SECURITY_KEY), sent as a bearer token")
+    agent_timeout: float = _setting("AGENT_TIMEOUT", _non_negative_float, 60.0,
+                                    help="seconds to wait for the external agent's answer")
+    agent_run_path: str = _setting(
+        "AGENT_RUN_PATH", _run_path, "/agents/{agent_id}/runs",
+        help="the run endpoint's path: /agents/{agent_id}/runs (AgentOS) or /v1/playground/agents/{agent_id}/runs "
+             "(Agno 1.x)")
+    follow_up_agent: str = _setting(
+        "FOLLOW_UP_AGENT", _choice("builtin", "external"), "builtin",
+        help="with REPLY_AGENT=agno, who writes follow-up touches: builtin (Gemini, from the stored "
+             "conversation) or external (the agent, asked in the chat's session)")
     telegram_updates: str = _setting(
         "TELEGRAM_UPDATES", _updates_mode, "poll",
         help="how a Telegram bot profile gets its updates: poll (getUpdates, needs no public URL) or webhook "
@@ -322,6 +374,27 @@ class Settings:
     telegram_base_url: str = _setting("TELEGRAM_BASE_URL", _url, "https://api.telegram.org",
                                       help="Telegram Bot API base URL; the emulator's URL in tests")
     web_port: int = _setting("WEB_PORT", _positive_int, 8000, help="port of the web process (/health, /stats)")
+    # The MCP server (`python -m mcp_server`): what it exposes and to whom.
+    mcp_tools: tuple[str, ...] = _setting(
+        "MCP_TOOLS", _name_list, ("read",),
+        help="tools the MCP server exposes: read (every read tool), +send_message, +pause_bot, +resume_bot, "
+             "+replay_dead_letter; write tools not named are not registered; an unknown name stops it")
+    mcp_stdio_scopes: tuple[str, ...] = _setting(
+        "MCP_STDIO_SCOPES", _mcp_scopes, ("read",),
+        help="scopes the MCP server acts with over stdio, where no token is sent (read, write, admin)")
+    mcp_stdio_profiles: tuple[str, ...] = _setting(
+        "MCP_STDIO_PROFILES", _name_list, (),
+        help="profile ids the MCP server may see over stdio, comma-separated; empty: every profile")
+    mcp_allowed_hosts: tuple[str, ...] = _setting(
+        "MCP_ALLOWED_HOSTS", _name_list, ("127.0.0.1:*", "localhost:*"),
+        help="Host headers the MCP HTTP server accepts (host:port, or host:* for any port), against DNS rebinding")
+    mcp_allowed_origins: tuple[str, ...] = _setting(
+        "MCP_ALLOWED_ORIGINS", _name_list, (),
+        help="Origin headers (sent by browsers) the MCP HTTP server accepts; empty: none, agents send no Origin")
+    mcp_port: int = _setting("MCP_PORT", _positive_int, 8770, help="port of the MCP server over HTTP")
+    mcp_public_url: str = _setting(
+        "MCP_PUBLIC_URL", _url, "http://127.0.0.1:8770/mcp",
+        help="the MCP endpoint's URL as clients reach it (its OAuth protected-resource metadata names it)")
     log_dir: str = _setting("LOG_DIR", _text, "",
                             help="folder for a daily JSON log file kept 30 days; empty logs to stderr only")
     log_level: str = _setting("LOG_LEVEL", _log_level, "INFO", help="DEBUG, INFO, WARNING or ERROR")

@@ -31,7 +31,14 @@ from domain.states import OUTBOX_UNSENT, MessageStatus, OutboxStatus, Provider
 from infra.logging import mask_text
 from pipeline.bot_updates import ALLOWED_UPDATES
 from pipeline.credentials import CredentialsError, encrypt, profile_token, reencrypt
-from pipeline.profile_settings import PROFILE_KEYS, effective_settings, parse_overrides, settings_for
+from pipeline.profile_settings import (
+    PROFILE_KEYS,
+    effective_settings,
+    parse_overrides,
+    reseal_overrides,
+    seal_overrides,
+    settings_for,
+)
 from pipeline.profiles import ensure_profile
 from settings import PROFILE_ID_RE, WEEKDAYS, Settings, SettingsError, get_settings, setting_named
 
@@ -314,7 +321,11 @@ def set_(ctx: click.Context, ident: str, assignments: tuple[str, ...]) -> None:
         raise click.ClickException(str(exc)) from None
     with _sessions(ctx)() as session:
         profile = _find(session, ident)
-        merged = {**(profile.settings or {}), **changes}
+        try:
+            sealed = seal_overrides(changes, _settings(ctx))  # secrets never stored in plaintext
+        except CredentialsError as exc:
+            raise click.ClickException(str(exc)) from None
+        merged = {**(profile.settings or {}), **sealed}
         profile.settings = {key: value for key, value in merged.items() if value != ""}
         for key, value in changes.items():
             secret = setting_named(key).metadata["secret"]
@@ -386,22 +397,25 @@ def resume_proactive(ctx: click.Context, ident: str) -> None:
 @profiles.command("rotate-key")
 @click.pass_context
 def rotate_key(ctx: click.Context) -> None:
-    """Re-encrypt every stored token under CREDENTIALS_KEY's first key.
+    """Re-encrypt every stored token and sealed secret setting under CREDENTIALS_KEY's first key.
 
     To rotate: put the new key first in CREDENTIALS_KEY and keep the old one after it, run this, then
     drop the old key. All tokens or none are re-encrypted."""
     _app(ctx)
     settings = _settings(ctx)
     with _sessions(ctx)() as session:
-        rows = list(session.scalars(select(Profile).where(Profile.credentials.is_not(None))
-                                    .order_by(Profile.id).with_for_update()))
-        for profile in rows:
-            assert profile.credentials is not None
+        every = list(session.scalars(select(Profile).order_by(Profile.id).with_for_update()))
+        rows = [profile for profile in every if profile.credentials is not None]
+        for profile in every:
             try:
-                profile.credentials = reencrypt(profile.credentials, settings)
+                if profile.credentials is not None:
+                    profile.credentials = reencrypt(profile.credentials, settings)
+                # Sealed secret settings (WEBHOOK_SECRET, ...) move to the first key too.
+                profile.settings = reseal_overrides(profile.settings or {}, settings)
             except CredentialsError as exc:
                 raise click.ClickException(f"profile {profile.profile_id}: {exc}; no token was changed") from None
-    click.echo(f"re-encrypted {len(rows)} stored token(s) under the first key of CREDENTIALS_KEY")
+    click.echo(f"re-encrypted {len(rows)} stored token(s) and the sealed settings under the first key of "
+               "CREDENTIALS_KEY")
     if "," in settings.credentials_key:
         click.echo("the other key(s) can now be dropped from CREDENTIALS_KEY once every process runs with it")
     elif rows:

@@ -13,14 +13,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Contact, Message, Profile
+from pipeline.credentials import decrypt, encrypt, reencrypt
 from settings import Settings, SettingsError, get_settings, parse_setting, setting_named
 
 # Where a business may differ from the global settings. Names are the environment variables'.
 PROFILE_KEYS: tuple[str, ...] = (
     "BUSINESS_NAME", "KB_DIR", "BUSINESS_TIMEZONE", "WORKING_DAYS", "WORKING_HOURS", "SEND_RATE_PER_MINUTE",
     "SEND_BURST", "BATCH_WINDOW", "ANSWER_UNDECIDED", "WEBHOOK_SECRET", "WARMUP_SCHEDULE", "PROACTIVE_DAILY_CAP",
-    "TELEGRAM_UPDATES",
+    "TELEGRAM_UPDATES", "REPLY_AGENT", "AGENT_BASE_URL", "AGENT_ID", "AGENT_API_KEY", "AGENT_TIMEOUT",
+    "AGENT_RUN_PATH", "FOLLOW_UP_AGENT",
 )
+# A secret override (WEBHOOK_SECRET, …) is stored sealed: "fernet:" + a Fernet token under
+# CREDENTIALS_KEY, never in plaintext (pipeline/credentials.py; rotated by `profiles rotate-key`).
+SEALED = "fernet:"
 PROFILE = "profile"
 ENVIRONMENT = "environment"
 DEFAULT = "default"
@@ -32,6 +37,33 @@ def _raw(key: str, value: Any) -> str:
     if isinstance(value, bool | int | float):
         return json.dumps(value)  # true / 20 / 1.5, as they would be written in the environment
     raise SettingsError(f"{key} must be a text value, not {type(value).__name__}")
+
+
+def is_secret(key: str) -> bool:
+    return bool(setting_named(key).metadata["secret"])
+
+
+def seal_overrides(overrides: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """The overrides as they are stored: each secret value sealed, the rest as given."""
+    return {key: SEALED + encrypt(value, settings).decode("ascii")
+            if key in PROFILE_KEYS and is_secret(key) and isinstance(value, str) and value.strip()
+            and not value.startswith(SEALED) else value
+            for key, value in overrides.items()}
+
+
+def unseal_overrides(overrides: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """The stored overrides with their sealed values opened (a value stored before sealing is taken
+    as it is). CredentialsError, naming no value, when CREDENTIALS_KEY cannot open one."""
+    return {key: decrypt(value[len(SEALED):].encode("ascii"), settings)
+            if isinstance(value, str) and value.startswith(SEALED) else value
+            for key, value in overrides.items()}
+
+
+def reseal_overrides(overrides: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """Every sealed value moved to CREDENTIALS_KEY's first key (key rotation)."""
+    return {key: SEALED + reencrypt(value[len(SEALED):].encode("ascii"), settings).decode("ascii")
+            if isinstance(value, str) and value.startswith(SEALED) else value
+            for key, value in overrides.items()}
 
 
 def parse_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,7 +105,7 @@ def effective_settings(profile: Profile, base: Settings | None = None,
     stored = profile.settings or {}
     if not isinstance(stored, Mapping):
         raise SettingsError(f"profile {profile.profile_id}: its settings are not a JSON object")
-    parsed = parse_overrides(stored)
+    parsed = parse_overrides(unseal_overrides(stored, base))
     sources: dict[str, str] = {}
     for key in PROFILE_KEYS:
         if setting_named(key).name in parsed:

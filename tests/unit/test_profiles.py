@@ -10,6 +10,7 @@ subprocess to prove the entry point is registered.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -240,8 +241,10 @@ def test_set_overrides_validates_and_unsets_and_show_says_where_each_value_comes
     assert result.exit_code == 0, result.output
     assert "hook-secret-value" not in result.output
     profile = session.scalars(select(Profile).where(Profile.profile_id == PROFILE_ID)).one()
-    assert profile.settings == {"BUSINESS_NAME": "Цветы у дома", "WORKING_HOURS": "09:00-21:00",
-                                "WEBHOOK_SECRET": "hook-secret-value"}
+    sealed = profile.settings.pop("WEBHOOK_SECRET")
+    assert sealed.startswith("fernet:") and "hook-secret-value" not in sealed  # never stored in plaintext
+    assert profile.settings == {"BUSINESS_NAME": "Цветы у дома", "WORKING_HOURS": "09:00-21:00"}
+    profile.settings = {**profile.settings, "WEBHOOK_SECRET": sealed}
 
     shown = run("show", PROFILE_ID)
     assert "BUSINESS_NAME=Цветы у дома  [profile]" in shown.output
@@ -256,7 +259,7 @@ def test_set_overrides_validates_and_unsets_and_show_says_where_each_value_comes
 
     assert run("set", PROFILE_ID, "BUSINESS_NAME=").exit_code == 0
     session.refresh(profile)  # the command wrote through its own session
-    assert profile.settings == {"WORKING_HOURS": "09:00-21:00", "WEBHOOK_SECRET": "hook-secret-value"}
+    assert profile.settings == {"WORKING_HOURS": "09:00-21:00", "WEBHOOK_SECRET": sealed}
 
 
 @pytest.mark.parametrize(("assignment", "message"), [
@@ -504,7 +507,8 @@ def test_rotate_key_moves_every_stored_token_to_the_first_key(run: Any, session:
 
     rotated = run("rotate-key", CREDENTIALS_KEY=f"{KEY_NEW},{KEY_OLD}")
     assert rotated.exit_code == 0, rotated.output
-    assert "re-encrypted 2 stored token(s) under the first key of CREDENTIALS_KEY" in rotated.output
+    assert "re-encrypted 2 stored token(s) and the sealed settings under the first key of CREDENTIALS_KEY" \
+        in rotated.output
     assert BOT_TOKEN not in rotated.output and "wappi-account-token-two" not in rotated.output
     only_new = settings_with(CREDENTIALS_KEY=KEY_NEW)
     bot_credentials = the_profile(session, "flowers_bot").credentials
@@ -543,6 +547,8 @@ def flowers_bot(run: Any) -> str:
 def test_webhook_points_the_bot_at_our_route_and_delete_goes_back_to_polling(
         run: Any, session: Session, bot: TelegramEmulator, flowers_bot: str) -> None:
     assert run("set", flowers_bot, f"WEBHOOK_SECRET={HOOK_SECRET}").exit_code == 0
+    sealed = the_profile(session, flowers_bot).settings["WEBHOOK_SECRET"]
+    assert sealed.startswith("fernet:")
     url = f"https://shop.example.com/webhooks/telegram/{flowers_bot}"
     result = run("webhook", flowers_bot, "--url", url)
     assert result.exit_code == 0, result.output
@@ -550,7 +556,7 @@ def test_webhook_points_the_bot_at_our_route_and_delete_goes_back_to_polling(
     assert "warning" not in result.output and HOOK_SECRET not in result.output
     assert (bot.backend.webhook.url, bot.backend.webhook.secret_token) == (url, HOOK_SECRET)
     assert bot.webhook_info()["allowed_updates"] == sorted(ALLOWED_UPDATES)
-    assert the_profile(session, flowers_bot).settings == {"WEBHOOK_SECRET": HOOK_SECRET,
+    assert the_profile(session, flowers_bot).settings == {"WEBHOOK_SECRET": sealed,
                                                           "TELEGRAM_UPDATES": "webhook"}
     assert "updates: webhook [profile]" in run("show", flowers_bot).output
 
@@ -558,7 +564,7 @@ def test_webhook_points_the_bot_at_our_route_and_delete_goes_back_to_polling(
     assert deleted.exit_code == 0, deleted.output
     assert "webhook deleted; TELEGRAM_UPDATES=poll" in deleted.output
     assert bot.backend.webhook.url == ""
-    assert the_profile(session, flowers_bot).settings == {"WEBHOOK_SECRET": HOOK_SECRET}
+    assert the_profile(session, flowers_bot).settings == {"WEBHOOK_SECRET": sealed}
     assert "updates: poll [default]" in run("show", flowers_bot).output
 
 
@@ -624,3 +630,21 @@ def test_webhook_with_a_refused_token_fails_without_showing_it(run: Any, session
     assert "profile revoked_bot: " in result.output
     assert wrong not in result.output and wrong.split(":")[1] not in product_log(caplog)
     assert "TELEGRAM_UPDATES" not in the_profile(session, "revoked_bot").settings
+
+
+def test_a_secret_setting_is_stored_sealed_and_read_back_and_rotated(run: Any, session: Session) -> None:
+    """WEBHOOK_SECRET set for one profile is never stored in plaintext; the pipeline reads it back,
+    and key rotation moves it to the new key."""
+    run("list")
+    result = run("set", PROFILE_ID, "WEBHOOK_SECRET=florist-hook-secret")
+    assert result.exit_code == 0, result.output
+    assert "florist-hook-secret" not in result.output
+    profile = session.scalars(select(Profile).where(Profile.profile_id == PROFILE_ID)).one()
+    assert profile.settings["WEBHOOK_SECRET"].startswith("fernet:")
+    assert "florist-hook-secret" not in json.dumps(profile.settings)
+    assert effective_settings(profile, settings_with(CREDENTIALS_KEY=KEY_OLD))[0].webhook_secret \
+        == "florist-hook-secret"
+    assert run("rotate-key", CREDENTIALS_KEY=f"{KEY_NEW},{KEY_OLD}").exit_code == 0
+    session.refresh(profile)
+    assert effective_settings(profile, settings_with(CREDENTIALS_KEY=KEY_NEW))[0].webhook_secret \
+        == "florist-hook-secret"
