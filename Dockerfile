@@ -14,6 +14,7 @@ COPY infra infra
 COPY emulators emulators
 COPY cli cli
 COPY web web
+COPY mcp_server mcp_server
 # Editable, so settings.ROOT is /app and the knowledge base in /app/kb/docs is found.
 RUN pip install --no-cache-dir -e . && useradd --create-home app && chown -R app /app
 USER app

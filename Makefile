@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@bash scripts/bootstrap.sh "$(PYTHON)"
 
-# `make demo DEMO_ARGS=--keep` keeps the stack running after the conversation, until Ctrl-C.
+# `make demo ARGS=--serve` (or DEMO_ARGS=--serve) keeps the stack running after the conversations and
+# prints the dashboard's URL and a login, until Ctrl-C.
 demo: $(STAMP)
-	@$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+	@$(BIN)/python scripts/demo.py $(DEMO_ARGS) $(ARGS)
 
 # Both tiers (what CI runs); `make test-fast` is the unit tier alone (no worker processes).
 test: $(STAMP)

@@ -17,12 +17,14 @@ STAGES: dict[str, tuple[str, str | None, int, int]] = {
     "pipeline.poll_dispatch": ("poll", None, 20, 30),
     "pipeline.poll": ("poll", None, 50, 60),
     "pipeline.recover": ("poll", None, 50, 60),
+    "pipeline.sample_health": ("poll", None, 10, 20),
     "pipeline.ingest": ("ingest", None, 20, 30),
     "pipeline.transcribe": ("transcribe", _settings.model_rate_limit, 150, 180),
     "pipeline.classify": ("classify", _settings.model_rate_limit, 90, 120),
     "pipeline.respond": ("respond", _settings.model_rate_limit, 150, 180),
     "pipeline.send": ("send", None, 40, 60),
     "pipeline.followup_sweep": ("followup", None, 50, 60),
+    "pipeline.follow_up_batch": ("followup", None, 50, 60),
     "pipeline.follow_up": ("followup", _settings.model_rate_limit, 90, 120),
 }
 # Every queue a worker may consume, derived from the stages (the Procfile and compose file match it:
@@ -30,10 +32,19 @@ STAGES: dict[str, tuple[str, str | None, int, int]] = {
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(queue for queue, _, _, _ in STAGES.values()))
 
 
+# Touches per `pipeline.follow_up_batch` task: the sweep publishes one task per batch, which fans
+# out into one `pipeline.follow_up` each inside the worker (a Celery publish costs about 0.5 ms, so
+# 10,000 touches published one by one held the sweep for 5-10 s).
+FOLLOW_UP_BATCH = 100
+
+
 def hard_limit(task_name: str) -> int:
     """A task's hard time limit in seconds: locks held while it runs are sized from it."""
     return STAGES[task_name][3]
 
+
+# Seconds between two samples of the pool's load (queues, held tasks, dead letters) for the dashboard.
+HEALTH_SAMPLE_INTERVAL = 30.0
 
 # Delays longer than this are database rows read by a sweep, never countdowns (tasks.base caps them).
 MAX_COUNTDOWN = 600
@@ -112,5 +123,10 @@ beat_schedule = {
         "task": "pipeline.recover",
         "schedule": 60.0,
         "options": {"queue": "poll", "expires": 60},
+    },
+    "sample-health": {
+        "task": "pipeline.sample_health",
+        "schedule": HEALTH_SAMPLE_INTERVAL,
+        "options": {"queue": "poll", "expires": HEALTH_SAMPLE_INTERVAL},
     },
 }

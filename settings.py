@@ -204,6 +204,43 @@ def _mcp_scopes(raw: str) -> tuple[str, ...]:
     return scopes
 
 
+USER_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+PASSWORD_HASH_RE = re.compile(r"^scrypt:\d+:\d+:\d+:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+$")
+
+
+def _users(raw: str) -> tuple[tuple[str, str], ...]:
+    """`name:scrypt:…,name2:scrypt:…` (lines printed by `python -m web.users add NAME`) -> ((name,
+    hash), ...). The error names the entry by position and user, never the hash."""
+    users: dict[str, str] = {}
+    for position, entry in enumerate((item.strip() for item in raw.replace("\n", ",").split(",")), start=1):
+        if not entry:
+            continue
+        name, _, password_hash = entry.partition(":")
+        if not USER_NAME_RE.match(name):
+            raise ValueError(f"entry {position}: a user name is 1-64 letters, digits or _.@-")
+        if not PASSWORD_HASH_RE.match(password_hash):
+            raise ValueError(f"entry {position} ({name}): not a password hash; make one with "
+                             "`python -m web.users add NAME`")
+        if name in users:
+            raise ValueError(f"user {name} is listed twice")
+        users[name] = password_hash
+    return tuple(users.items())
+
+
+def _model_prices(raw: str) -> tuple[tuple[str, float, float], ...]:
+    """`model=input/output,...` in USD per million tokens -> ((model, input, output), ...)."""
+    prices = []
+    for entry in (item.strip() for item in raw.split(",")):
+        if not entry:
+            continue
+        match = re.match(r"^([^=\s]+)\s*=\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)$", entry)
+        if not match:
+            raise ValueError(f"{entry!r} must look like gemini-3.5-flash=0.30/2.50 (USD per million input/output "
+                             "tokens)")
+        prices.append((match.group(1), float(match.group(2)), float(match.group(3))))
+    return tuple(prices)
+
+
 def _fernet_keys(raw: str) -> str:
     """One or more comma-separated Fernet keys (the first encrypts, all decrypt). The error never
     repeats the value: it is a secret."""
@@ -373,7 +410,17 @@ class Settings:
              "(POST /webhooks/telegram/<profile>; set it with `celery -A tasks profiles webhook`)")
     telegram_base_url: str = _setting("TELEGRAM_BASE_URL", _url, "https://api.telegram.org",
                                       help="Telegram Bot API base URL; the emulator's URL in tests")
-    web_port: int = _setting("WEB_PORT", _positive_int, 8000, help="port of the web process (/health, /stats)")
+    web_port: int = _setting("WEB_PORT", _positive_int, 8000,
+                             help="port of the web process (/dashboard, /health, /stats, the webhooks)")
+    dashboard_users: tuple[tuple[str, str], ...] = _setting(
+        "DASHBOARD_USERS", _users, (), secret=True,
+        help="who may log in to /dashboard, /stats and /health (HTTP basic auth): comma-separated name:hash "
+             "entries, each printed by `python -m web.users add NAME`; empty: nobody")
+    model_prices: tuple[tuple[str, float, float], ...] = _setting(
+        "MODEL_PRICES", _model_prices,
+        (("gemini-3.8-flash", 0.30, 2.50), ("gemini-3.5-flash", 0.30, 2.50), ("gemini-3.5-flash-lite", 0.10, 0.40)),
+        help="USD per million input/output tokens of each model, for the dashboard's estimated cost "
+             "(model=input/output, comma-separated); a model not listed is counted as unpriced")
     # The MCP server (`python -m mcp_server`): what it exposes and to whom.
     mcp_tools: tuple[str, ...] = _setting(
         "MCP_TOOLS", _name_list, ("read",),

@@ -1,8 +1,10 @@
-"""Throughput against the Celery floor, in one run: a bare five-task no-op chain, then the real
-pipeline (ingest, transcribe, classify, respond, send) with the emulators answering at once, on
-the same Redis and the same worker count. Target: the pipeline reaches 50 % of the floor.
+"""Throughput against the Celery floor, in one run: a five-task chain that makes the same emulator
+calls as the pipeline (bench/floor_app.py), then the real pipeline (ingest, transcribe for a voice
+note only, classify, respond, send) with the emulators answering at once, on the same Redis and the
+same worker count. Target: the pipeline reaches 50 % of the floor. The bare no-op chain (no
+emulator calls: the floor before issue 16) is measured too, once, for comparison.
 
-    .venv/bin/python bench/throughput.py [--messages 300] [--concurrency 4]
+    .venv/bin/python bench/throughput.py [--messages 300] [--concurrency 4] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -10,21 +12,46 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
-from common import Bench, first_start, machine, push
+from common import PROFILE_ID, Bench, first_start, machine, push
 
 
-def floor(bench: Bench, count: int, concurrency: int) -> float:
+def replies(bench: Bench) -> int:
+    return len(bench.wappi.sent_messages(PROFILE_ID))
+
+
+def wait_for_replies(bench: Bench, count: int) -> None:
+    """Until Wappi accepted `count` replies; both runs wait the same way."""
+    while replies(bench) < count:
+        time.sleep(0.05)
+
+
+def model_calls(bench: Bench) -> list[dict[str, Any]]:
+    """One warm-up message through the pipeline: the model calls it made, for the floor to repeat."""
+    bench.workers.start("all", concurrency=1)
+    first_start(bench)
+    before = replies(bench)
+    push(bench, "77800000000", "Хочу заказать торт, вопрос 0")
+    wait_for_replies(bench, before + 1)
+    bench.workers.stop("all")
+    calls = [{"model": call["model"], "body": call["body"]} for call in bench.gemini.requests_log()]
+    assert len(calls) == 2, [call["model"] for call in calls]  # classify, respond
+    return calls
+
+
+def floor(bench: Bench, count: int, concurrency: int, calls: list[dict[str, Any]], offset: int) -> float:
     # deferred: project modules read the settings at import, after the bench set them
     from celery import chain
 
-    env = {**bench.env, "PYTHONPATH": str(Path(__file__).parent)}
-    log = (bench.work_dir / "floor.log").open("wb")
+    env = {**bench.env, "PYTHONPATH": str(Path(__file__).parent), "FLOOR_MODEL_CALLS": json.dumps(calls)}
+    log = (bench.work_dir / "floor.log").open("ab")
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "floor_app", "worker", "-c", str(concurrency),
                                "-n", "floor@%h", "--without-mingle", "--without-gossip", "-l", "WARNING"],
                               cwd=Path(__file__).parent, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -39,8 +66,10 @@ def floor(bench: Bench, count: int, concurrency: int) -> float:
         time.sleep(3)  # the worker's start-up is not part of the figure
         started = time.perf_counter()
         for number in range(count):
-            chain(floor_app.step.s(number), floor_app.step.s(), floor_app.step.s(), floor_app.step.s(),
-                  floor_app.done.s()).apply_async()
+            # The customer writes, as in the pipeline run (the emulator's work); nothing is stored.
+            sent = bench.wappi.customer_message(PROFILE_ID, f"7781{offset + number:07d}", f"Вопрос {number}")
+            chain(floor_app.step.s(sent["message_id"]), floor_app.step.s(), floor_app.model.s(0),
+                  floor_app.model.s(1), floor_app.done.s()).apply_async()
         while int(client.get("floor:done") or 0) < count:
             time.sleep(0.05)
         return count / (time.perf_counter() - started)
@@ -49,35 +78,47 @@ def floor(bench: Bench, count: int, concurrency: int) -> float:
         worker.wait(timeout=30)
 
 
-def pipeline(bench: Bench, count: int, concurrency: int) -> float:
+def pipeline(bench: Bench, count: int, concurrency: int, offset: int) -> float:
     bench.workers.start("all", concurrency=concurrency)
-    first_start(bench)
-    time.sleep(1)
-    started = time.perf_counter()
-    for number in range(count):
-        push(bench, f"7790{number:07d}", f"Хочу заказать торт, вопрос {number}")
-    while len(bench.wappi.sent_messages("be0c0000-0001")) < count:
-        time.sleep(0.05)
-    return count / (time.perf_counter() - started)
+    try:
+        time.sleep(1)
+        before = replies(bench)
+        started = time.perf_counter()
+        for number in range(count):
+            push(bench, f"7790{offset + number:07d}", f"Хочу заказать торт, вопрос {number}")
+        wait_for_replies(bench, before + count)
+        return count / (time.perf_counter() - started)
+    finally:
+        bench.workers.stop("all")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2, help="floor then pipeline, this many times")
     args = parser.parse_args()
     bench = Bench("assistant_bench_throughput")
+    floors: list[float] = []
+    pipelines: list[float] = []
     try:
-        floor_rate = floor(bench, args.messages, args.concurrency)
-        print(f"floor: {args.messages} five-task no-op chains at {floor_rate:.1f} chains/s")
-        pipeline_rate = pipeline(bench, args.messages, args.concurrency)
-        print(f"pipeline: {args.messages} messages answered at {pipeline_rate:.1f} messages/s "
-              f"({pipeline_rate / floor_rate:.0%} of the floor)")
+        calls = model_calls(bench)
+        bare = floor(bench, args.messages, args.concurrency, [], offset=0)
+        print(f"bare floor (no emulator calls): {args.messages} five-task no-op chains at {bare:.1f} chains/s")
+        for round_number in range(args.rounds):
+            offset = (round_number + 1) * args.messages
+            floors.append(floor(bench, args.messages, args.concurrency, calls, offset))
+            pipelines.append(pipeline(bench, args.messages, args.concurrency, offset))
+            print(f"round {round_number + 1}: floor {floors[-1]:.1f} chains/s (two model calls and a Wappi reply "
+                  f"each), pipeline {pipelines[-1]:.1f} messages/s ({pipelines[-1] / floors[-1]:.0%} of the floor)")
     finally:
         bench.close()
+    ratios = [rate / floor_rate for rate, floor_rate in zip(pipelines, floors, strict=True)]
     print(f"machine: {machine()}, worker concurrency {args.concurrency}")
-    print(json.dumps({"floor_msgs_per_s": round(floor_rate, 1), "pipeline_msgs_per_s": round(pipeline_rate, 1),
-                      "ratio": round(pipeline_rate / floor_rate, 2)}))
+    print(json.dumps({"bare_floor_msgs_per_s": round(bare, 1), "floor_msgs_per_s": [round(rate, 1) for rate in floors],
+                      "pipeline_msgs_per_s": [round(rate, 1) for rate in pipelines],
+                      "ratios": [round(ratio, 2) for ratio in ratios], "ratio": round(statistics.median(ratios), 2),
+                      "ratio_to_bare_floor": round(statistics.median(pipelines) / bare, 2)}))
 
 
 if __name__ == "__main__":

@@ -180,6 +180,9 @@ class Message(Base):
     # While `received`: when its chain's next stage run is due (stamped at each stage start and at
     # each retry/deferral with its countdown); the recovery sweep restarts it once well past that.
     next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Inbound: the answer to this message asked for a call (booked, or refused for its time); the
+    # dashboard's funnel counts it (migration 0013).
+    call_requested_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class VoiceMedia(Base):
@@ -323,6 +326,19 @@ class DeadLetter(Base):
     replayed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class HealthSample(Base):
+    """The pool's load at one moment, taken every 30 s by beat (`pipeline.sample_health`) and kept
+    14 days: the dashboard's health over time (Flower shows only now). One row per 30 s slot."""
+
+    __tablename__ = "health_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sampled_at: Mapped[datetime] = mapped_column(unique=True)
+    queue_depths: Mapped[dict[str, Any]] = mapped_column(default=dict)  # queue -> messages waiting
+    held: Mapped[int | None] = mapped_column(Integer, nullable=True)  # tasks held by workers (unacked)
+    dead_letters: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ModelUsage(Base):
     __tablename__ = "model_usage"
     __table_args__ = (CheckConstraint(check_in("purpose", UsagePurpose), name="ck_model_usage_purpose"),)
@@ -361,3 +377,36 @@ class KnowledgeChunk(Base):
     position: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     tokens: Mapped[int] = mapped_column(Integer)
+
+
+class McpToken(Base):
+    """A bearer token of the MCP server (`celery -A tasks mcp-token`): only its sha256 is stored."""
+
+    __tablename__ = "mcp_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[Any]] = mapped_column(default=list)  # of read, write, admin
+    # The profile ids (`profiles.profile_id`) the token may see; None: every profile.
+    profiles: Mapped[list[Any] | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class McpAudit(Base):
+    """One call of an MCP write tool: dry run, applied or refused. Arguments arrive masked."""
+
+    __tablename__ = "mcp_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # None: over stdio, where no token is sent.
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("mcp_tokens.id", ondelete="SET NULL"), nullable=True)
+    tool: Mapped[str] = mapped_column(String(64))
+    arguments: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    outcome: Mapped[str] = mapped_column(String(20))
+    result: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

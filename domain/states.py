@@ -71,6 +71,7 @@ class OutboxKind(StrEnum):
     REPLY = "reply"  # the sales agent's answer
     NOTICE = "notice"  # a fixed text: the opt-out confirmation, "please write" after a voice note
     FOLLOW_UP = "follow_up"  # a touch of the follow-up ladder
+    MCP = "mcp"  # a message an outside agent asked us to send (the MCP server's send_message)
 
 
 class FollowUpStatus(StrEnum):

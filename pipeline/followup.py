@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from celeryconfig import retry_path
+from clients.agent_platform import AgentPlatformClient
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError
 from db.models import Contact, FollowUp
 from db.session import SessionFactory
@@ -29,6 +30,7 @@ from domain.states import Author, FollowUpStatus, OutboxKind, StopReason, UsageP
 from domain.working_hours import WorkingHours
 from kb.index import kb_base
 from kb.retrieval import knowledge_for
+from pipeline.handoff import agent_for, touch_from_agent
 from pipeline.history import Turn, contact_data_of, conversation_turns, to_contents
 from pipeline.outbox import follow_up_key, unsent_row, write_outbox
 from pipeline.profile_settings import contact_settings, profile_settings
@@ -121,6 +123,7 @@ class TouchPlan:
     system_instruction: str
     contents: list[dict[str, Any]]
     last_client_text: str
+    hours_since: int = 0
 
 
 def stop(session: Session, chain_id: int, reason: StopReason) -> None:
@@ -160,7 +163,7 @@ def plan_touch(session: Session, chain_id: int, touch_number: int, now: datetime
     contents = to_contents([*turns, Turn(role="user", text=note)], contact_data_of(contact))
     return TouchPlan(chain_id=chain_id, contact_id=contact.id, profile_id=contact.profile_id,
                      touch_number=touch_number, system_instruction=system, contents=contents,
-                     last_client_text=last_client)
+                     last_client_text=last_client, hours_since=hours_since)
 
 
 def answer_meaning(gemini: GeminiClient, text: str, model: str) -> tuple[str, Answer | None]:
@@ -180,15 +183,16 @@ def answer_meaning(gemini: GeminiClient, text: str, model: str) -> tuple[str, An
     return (meaning if meaning in ("yes", "no") else "unclear"), answer
 
 
-def commit_touch(session: Session, plan: TouchPlan, answer: Answer, now: datetime, hours: WorkingHours,
-                 intervals: tuple[int, ...]) -> int | None:
+def commit_touch(session: Session, plan: TouchPlan, answer: Answer | None, now: datetime, hours: WorkingHours,
+                 intervals: tuple[int, ...], text: str | None = None) -> int | None:
     """Write the touch to the outbox and move the chain on, atomically. Returns the outbox id."""
     # Locked, so a client message that stops the chain now cannot slip in between check and write.
     chain = session.get(FollowUp, plan.chain_id, with_for_update=True)
     key = follow_up_key(plan.chain_id, plan.touch_number)
     if chain is None or chain.status != FollowUpStatus.ACTIVE or chain.touch_number != plan.touch_number - 1:
         return unsent_row(session, key)  # written by an earlier run, or the chain ended
-    record_usage(session, UsagePurpose.FOLLOW_UP, answer, plan.contact_id)
+    if answer is not None:  # our model wrote it (an external agent's touch comes as `text`)
+        record_usage(session, UsagePurpose.FOLLOW_UP, answer, plan.contact_id)
     chain.touch_number = plan.touch_number
     chain.last_touch_at = now
     if plan.touch_number >= len(intervals):
@@ -196,14 +200,17 @@ def commit_touch(session: Session, plan: TouchPlan, answer: Answer, now: datetim
             FollowUpStatus.COMPLETED, StopReason.COMPLETED, None
     else:
         chain.next_touch_at = touch_due_at(hours, chain.anchor_at, intervals, plan.touch_number + 1)
+    body = text if text is not None else answer.text if answer is not None else ""
     return write_outbox(session, profile_id=plan.profile_id, contact_id=plan.contact_id, key=key,
-                        kind=OutboxKind.FOLLOW_UP, body=answer.text)
+                        kind=OutboxKind.FOLLOW_UP, body=body)
 
 
 def claim_lease(settings: Settings) -> timedelta:
-    """Longer than the touch job's slowest retry path (every attempt to its hard time limit, the
-    longest countdown between them), plus a margin."""
-    return retry_path("pipeline.follow_up", settings.max_attempts) + LEASE_MARGIN
+    """Longer than the slowest retry path (every attempt to its hard time limit, the longest
+    countdown between them) of the batch task that enqueues the touch and of the touch's job, plus a
+    margin."""
+    return (retry_path("pipeline.follow_up_batch", settings.max_attempts)
+            + retry_path("pipeline.follow_up", settings.max_attempts) + LEASE_MARGIN)
 
 
 def sweep_once(session: Session, now: datetime, settings: Settings) -> list[tuple[int, int]]:
@@ -224,7 +231,7 @@ def sweep_once(session: Session, now: datetime, settings: Settings) -> list[tupl
 
 
 def run_touch(sessions: SessionFactory, gemini: GeminiClient, chain_id: int, touch_number: int, now: datetime,
-              settings: Settings) -> int | None:
+              settings: Settings, agents: Callable[[Settings], AgentPlatformClient] = agent_for) -> int | None:
     """Write one touch to the outbox; returns its outbox id, or None when the chain stopped instead.
     The model is called outside any transaction."""
     with sessions() as session:
@@ -251,6 +258,13 @@ def run_touch(sessions: SessionFactory, gemini: GeminiClient, chain_id: int, tou
                 if answer is not None:
                     record_usage(session, UsagePurpose.FOLLOW_UP, answer, plan.contact_id)
             return None
+    if settings.reply_agent == "agno" and settings.follow_up_agent == "external":
+        # The business's own agent writes the touch, in the chat's session on its platform.
+        written = touch_from_agent(sessions, plan.contact_id, touch_number, len(settings.follow_up_intervals),
+                                   plan.hours_since, settings, agents)
+        with sessions() as session:
+            return commit_touch(session, plan, None, now, WorkingHours.from_settings(settings),
+                                settings.follow_up_intervals, text=written.text)
     answer = gemini.generate(plan.contents, system_instruction=plan.system_instruction)
     with sessions() as session:
         return commit_touch(session, plan, answer, now, WorkingHours.from_settings(settings),

@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -144,12 +144,17 @@ def is_history(message: WappiMessage, *, first_start: bool, boundary: int | None
 
 # -- a received message on its way to an answer --------------------------------------------------
 
-def mark_burst_due(session: Session, message_id: int, due: datetime) -> None:
+def mark_burst_due(session: Session, message_id: int, due: datetime, *, slack: timedelta | None = None) -> None:
     """Stamp every `received` message of the contact with when its chain runs next: the chain
-    carries its whole burst, and the recovery sweep leaves it alone until then."""
+    carries its whole burst, and the recovery sweep leaves it alone until then. With `slack`, a
+    message already stamped within `slack` before `due` keeps its stamp: a stage start moments after
+    the previous stage's writes no rows (the sweep's margin, two minutes, covers the slack)."""
     contact_id = select(Message.contact_id).where(Message.id == message_id).scalar_subquery()
-    session.execute(update(Message).where(Message.contact_id == contact_id, Message.status == MessageStatus.RECEIVED)
-                    .values(next_attempt_at=due))
+    burst = [Message.contact_id == contact_id, Message.status == MessageStatus.RECEIVED]
+    if slack is not None:
+        burst.append(or_(Message.next_attempt_at.is_(None), Message.next_attempt_at < due - slack,
+                         Message.next_attempt_at > due))
+    session.execute(update(Message).where(*burst).values(next_attempt_at=due))
 
 
 def fail_message(session: Session, message_id: int) -> None:

@@ -35,6 +35,7 @@ class IngestDecision:
     wait: float = 0.0
     notice_id: int | None = None
     reason: str = ""
+    voice: bool = False  # GO: the burst holds a voice note still to transcribe
 
 
 def ingest_decision(session: Session, message_id: int, now: datetime, *, window: float, max_wait: float,
@@ -65,4 +66,4 @@ def ingest_decision(session: Session, message_id: int, now: datetime, *, window:
         contact.batch_due_at = due
         return IngestDecision(Action.WAIT, wait=(due - now).total_seconds())
     contact.batch_due_at = None
-    return IngestDecision(Action.GO)
+    return IngestDecision(Action.GO, voice=any(item.is_voice and not item.transcription for item in burst))

@@ -275,6 +275,13 @@ def backing_off(profile_id: str) -> bool:
     return until is not None and float(until) > datetime.now(UTC).timestamp()
 
 
+def profile_backing_off(sessions: SessionFactory, profile_db_id: int) -> bool:
+    """Whether the profile (our id) waits out a backoff now."""
+    with sessions() as session:
+        provider_id = session.scalar(select(Profile.profile_id).where(Profile.id == profile_db_id))
+    return provider_id is not None and backing_off(provider_id)
+
+
 def _back_off(profile_id: str, interval: float, most: float) -> tuple[int, float]:
     client = get_redis()
     backoff_key = key("poll-backoff", profile_id)

@@ -17,6 +17,7 @@ transaction that marks the customer message answered, so it happens exactly once
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from clients.agent_platform import AgentPlatformClient
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError, json_object
 from db.models import Contact, Message, ScheduledCall
 from db.session import SessionFactory, insert_ignore
@@ -33,6 +35,7 @@ from domain.working_hours import WorkingHours, parse_requested
 from kb.index import kb_base
 from kb.retrieval import knowledge_for
 from pipeline.contacts import opt_out_contact, waiting_contact
+from pipeline.handoff import agent_for, agent_session_id, chat_of, customer_turn
 from pipeline.history import contact_data_of, conversation_turns, retrieval_query, to_contents
 from pipeline.locks import contact_turn
 from pipeline.outbox import opt_out_key, reply_key, unsent_row, write_outbox
@@ -190,7 +193,7 @@ def reply_context(session: Session, message_id: int, *, history_limit: int, busi
 
 def commit_reply(session: Session, context: ReplyContext, reply: str, answers: list[Answer], *,
                  booked_at: datetime | None = None, timezone: str = "UTC",
-                 opt_out_text: str | None = None) -> int | None:
+                 opt_out_text: str | None = None, call_requested: bool = False) -> int | None:
     """Write the reply (and a booked call) and mark the message answered, atomically. Returns the
     outbox id; a second run for the same message returns the first run's row and writes nothing.
 
@@ -236,6 +239,9 @@ def commit_reply(session: Session, context: ReplyContext, reply: str, answers: l
         Message.id < context.message_id).values(status=MessageStatus.ANSWERED))
     for answer in answers:
         record_usage(session, UsagePurpose.REPLY, answer, context.contact_id)
+    if call_requested or booked_at is not None:  # counted by the dashboard's funnel
+        session.execute(update(Message).where(Message.id == context.message_id)
+                        .values(call_requested_at=datetime.now(UTC)))
     if booked_at is not None:
         insert_ignore(session, ScheduledCall, {
             "contact_id": context.contact_id, "scheduled_at": booked_at, "timezone": timezone,
@@ -247,8 +253,40 @@ def commit_reply(session: Session, context: ReplyContext, reply: str, answers: l
                         reply_to=context.provider_message_id, source_message_id=context.message_id)
 
 
+def answer_by_agent(sessions: SessionFactory, message_id: int, settings: Settings,
+                    agents: Callable[[Settings], AgentPlatformClient] = agent_for) -> int | None:
+    """The respond stage for a handed-off profile: the burst `message_id` closes goes to the
+    external agent (outside any transaction), and its answer is written as the reply. Returns the
+    outbox id to send, or None. One step per contact at a time, as for our own agent."""
+    client = agents(settings)
+    with sessions() as session:
+        contact_id = waiting_contact(session, message_id)
+    if contact_id is None:
+        return None
+    with contact_turn(contact_id):
+        with sessions() as session:
+            message = session.get(Message, message_id)
+            if message is None or message.status != MessageStatus.RECEIVED:
+                return None  # answered already
+            text = customer_turn(session, contact_id, history_limit=settings.history_limit,
+                                 max_chars=settings.max_message_chars)
+            if not text:
+                return None
+            profile_id, chat = chat_of(session, contact_id)
+            context = ReplyContext(message_id=message.id, contact_id=contact_id, profile_id=message.profile_id,
+                                   provider_message_id=message.provider_message_id, system_instruction="",
+                                   contents=[])
+        session_id = agent_session_id(profile_id, chat)
+        reply = client.run(settings.agent_id, text, session_id=session_id, user_id=session_id)
+        log.info("respond contact %s: answered by the external agent %s (run %s)", contact_id, settings.agent_id,
+                 reply.run_id)
+        with sessions() as session:
+            return commit_reply(session, context, reply.text, [], timezone=settings.timezone)
+
+
 def run_respond(sessions: SessionFactory, gemini: GeminiClient, message_id: int, settings: Settings,
-                now: datetime | None = None) -> int | None:
+                now: datetime | None = None,
+                agents: Callable[[Settings], AgentPlatformClient] = agent_for) -> int | None:
     """Answer the burst `message_id` closes: read the context, ask the agent (outside any
     transaction), and write the reply. Returns the outbox id to send, or None. One step per
     contact at a time. The business's facts, hours and knowledge base are its profile's."""
@@ -257,6 +295,8 @@ def run_respond(sessions: SessionFactory, gemini: GeminiClient, message_id: int,
         business = message_settings(session, message_id, settings)
     if contact_id is None:
         return None
+    if business.reply_agent == "agno":  # this business's replies are written by its own agent
+        return answer_by_agent(sessions, message_id, business, agents)
     knowledge_base = kb_base(business.kb_dir, settings.kb_dir)
     settings = business
     hours = WorkingHours.from_settings(settings)
@@ -278,4 +318,5 @@ def run_respond(sessions: SessionFactory, gemini: GeminiClient, message_id: int,
         with sessions() as session:
             return commit_reply(session, context, result.reply, result.answers, booked_at=result.booked_at,
                                 timezone=settings.timezone,
-                                opt_out_text=settings.opt_out_confirmation if result.opt_out else None)
+                                opt_out_text=settings.opt_out_confirmation if result.opt_out else None,
+                                call_requested=result.booked_at is not None or result.refused is not None)

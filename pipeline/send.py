@@ -53,7 +53,7 @@ from domain.states import (
     Provider,
     StopReason,
 )
-from infra.ratelimit import TokenBucket, chat_gap_wait
+from infra.ratelimit import TokenBucket
 from infra.redis import get_redis, key
 from pipeline.contacts import note_message
 from pipeline.locks import Defer, lock_seconds
@@ -69,7 +69,7 @@ ORDER_WAIT = 2.0  # seconds before looking again when an older row of the chat i
 YIELD_WAIT = 15.0  # at least this long a follow-up touch waits while replies to customers are queued
 PROACTIVE_HOLD = 600.0  # a proactive message held by the daily cap looks again this often (s)
 # Messages we start rather than answer: the daily cap counts them (replies to customers are not capped).
-PROACTIVE_KINDS = frozenset({OutboxKind.FOLLOW_UP})
+PROACTIVE_KINDS = frozenset({OutboxKind.FOLLOW_UP, OutboxKind.MCP})
 
 
 def yield_wait() -> float:
@@ -366,19 +366,18 @@ class _Run:
         """Defer while the chat's gap or the profile's send limit (`per_minute`, warmed up) says "not
         yet". A bot keeps within Telegram's limits too: 1 message a second a chat, 30 a second."""
         settings = self.settings
-        client = get_redis()
         least_gap = max(settings.send_chat_gap_min, TELEGRAM_CHAT_GAP) if bot else settings.send_chat_gap_min
-        gap = chat_gap_wait(client, key("chat-gap", profile_id, contact_id),
-                            min_gap=least_gap, max_gap=max(settings.send_chat_gap_max, least_gap))
-        if gap > 0:
-            self.defer(f"chat {contact_id} got a message moments ago", gap)
         if bot:
             per_minute = min(per_minute, TELEGRAM_BOT_PER_MINUTE)
         # A warming number sends no bursts either: at most a minute's worth at once.
         burst = min(settings.send_burst, per_minute) if per_minute < settings.send_rate_per_minute \
             else settings.send_burst
-        bucket = TokenBucket(client, key("send-bucket", profile_id), per_minute=per_minute, burst=burst)
-        decision = bucket.take()
+        bucket = TokenBucket(get_redis(), key("send-bucket", profile_id), per_minute=per_minute, burst=burst)
+        # One round trip: the chat's gap is reserved first, then a token taken.
+        decision = bucket.take(key("chat-gap", profile_id, contact_id), min_gap=least_gap,
+                               max_gap=max(settings.send_chat_gap_max, least_gap))
+        if decision.chat_gap > 0:
+            self.defer(f"chat {contact_id} got a message moments ago", decision.chat_gap)
         if not decision.allowed:
             self.defer(f"profile {profile_id} is at its send limit", decision.retry_after + random.uniform(0, 0.5))
 
@@ -453,6 +452,9 @@ def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
         # Replies go before touches; the send limit is shared, so a touch gives way to them.
         yields = row.kind == OutboxKind.FOLLOW_UP and row.status == OutboxStatus.PENDING \
             and replies_waiting(session, profile.id, contact_id)
+        # An earlier send call may have reached Wappi; read here, in this transaction (the caller
+        # holds the row's lock, so its state cannot change before we look).
+        unclear = unclear_claim(session, outbox_id)
     if stranger:
         raise NeverWrote(f"outbox {outbox_id}: chat {contact_id} never wrote to profile {provider_profile}; "
                          "the pipeline only answers (writing first to strangers gets numbers banned)")
@@ -466,8 +468,6 @@ def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
         run.wait_while_down(wappi, created_at, held_for)
 
     # An earlier send call may have reached Wappi: look before sending again.
-    with sessions() as session:
-        unclear = unclear_claim(session, outbox_id)
     if unclear is not None:
         item, last_send_at = unclear
         outcome = reconcile(wappi, item, last_send_at, datetime.now(UTC), settle=settings.reconcile_settle,

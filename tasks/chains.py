@@ -14,7 +14,9 @@ from tasks.transcribe import transcribe
 
 def conversation_chain(message_id: int) -> Signature:
     """ingest -> transcribe -> classify -> respond -> send. Each stage returns the id the next
-    one needs, or None to stop the chain there; `transcribe` passes text messages straight on."""
+    one needs, or None to stop the chain there. The chain is built whole, and `ingest` drops the
+    `transcribe` step once it has seen that the burst holds no voice note (a burst is known only
+    when its window closes)."""
     return chain(ingest.si(message_id), transcribe.s(), classify.s(), respond.s(), send.s())
 
 

@@ -4,15 +4,14 @@ undecided in a clarifying tone, unless `ANSWER_UNDECIDED=false` makes them wait)
 from __future__ import annotations
 
 from clients.gemini import get_client
-from db.session import session_scope
 from pipeline.classify import run_classify
 from settings import get_settings
 from tasks.app import app
 from tasks.base import MessageStageTask
 
 
-@app.task(base=MessageStageTask, name="pipeline.classify")
-def classify(message_id: int | None) -> int | None:
+@app.task(base=MessageStageTask, name="pipeline.classify", bind=True)
+def classify(self: MessageStageTask, message_id: int | None) -> int | None:
     if message_id is None:
         return None
-    return run_classify(session_scope, get_client(), message_id, get_settings())
+    return run_classify(self.stage_sessions(message_id), get_client(), message_id, get_settings())

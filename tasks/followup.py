@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from celeryconfig import FOLLOW_UP_BATCH
 from clients.gemini import get_client
 from db.session import session_scope
 from domain.states import StopReason
@@ -18,10 +19,28 @@ from tasks.base import PipelineTask
 def followup_sweep() -> int:
     with session_scope() as session:
         claimed = sweep_once(session, datetime.now(UTC), get_settings())
-    with app.producer_or_acquire() as producer:  # one connection for thousands of publishes
-        for chain_id, touch_number in claimed:  # enqueued after the claim committed
-            follow_up.apply_async((chain_id, touch_number), producer=producer)
+    enqueue_touches(claimed)  # after the claim committed
     return len(claimed)
+
+
+def enqueue_touches(claimed: list[tuple[int, int]]) -> None:
+    """One `follow_up_batch` task per FOLLOW_UP_BATCH claimed touches, on one connection. A batch
+    that is lost leaves its touches claimed until the lease ends; the next sweep claims them again."""
+    with app.producer_or_acquire() as producer:
+        for start in range(0, len(claimed), FOLLOW_UP_BATCH):
+            follow_up_batch.apply_async(([list(touch) for touch in claimed[start:start + FOLLOW_UP_BATCH]],),
+                                        producer=producer)
+
+
+@app.task(base=PipelineTask, name="pipeline.follow_up_batch")
+def follow_up_batch(touches: list[list[int]]) -> int:
+    """Fan a batch out into one `follow_up` task per touch (each keeps its own retries and the model
+    rate limit). Run twice, it enqueues its touches twice: a touch's job is idempotent (it renews
+    only its own claim, and the touch's outbox key is its chain and number)."""
+    with app.producer_or_acquire() as producer:
+        for chain_id, touch_number in touches:
+            follow_up.apply_async((chain_id, touch_number), producer=producer)
+    return len(touches)
 
 
 class FollowUpTask(PipelineTask):

@@ -16,7 +16,7 @@ from db.session import session_scope
 from infra.redis import get_redis, key
 from pipeline.channels import channel_for
 from pipeline.locks import LOCK_MARGIN
-from pipeline.poll import due_profiles, restart_overdue, run_poll_profile
+from pipeline.poll import due_profiles, profile_backing_off, restart_overdue, run_poll_profile
 from settings import get_settings
 from tasks.app import app
 from tasks.base import PipelineTask
@@ -52,6 +52,10 @@ def poll(profile_id: int | None = None) -> int:
         log.info("poll of profile %s skipped: its previous poll is still running", profile_id)
         return 0
     try:
+        # A poll queued before the previous one failed would skip the backoff that failure set.
+        if profile_backing_off(session_scope, profile_id):
+            log.debug("poll of profile %s skipped: it is backing off", profile_id)
+            return 0
         return run_poll_profile(session_scope, get_settings(), channel_for, start_conversations, profile_id)
     finally:
         try:

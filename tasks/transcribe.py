@@ -59,5 +59,5 @@ def transcribe(self: TranscribeTask, message_id: int | None) -> int | None:
         self.dead_letter(exc, (voice_id,), {}, "".join(traceback.format_exception(exc)), part=f"voice-{voice_id}")
         return True
 
-    return run_transcribe(session_scope, channel_for, get_gemini(), message_id, get_settings(),
+    return run_transcribe(self.stage_sessions(message_id), channel_for, get_gemini(), message_id, get_settings(),
                           fails_for_good=fails_for_good, enqueue_send=enqueue_send)

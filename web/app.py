@@ -1,9 +1,16 @@
-"""A WSGI application (no framework needed for three routes): serve it with gunicorn in
+"""A WSGI application (no framework needed for a handful of routes): serve it with gunicorn in
 production (`gunicorn web.app:application`) or `python -m web` locally.
 
+Behind a login (HTTP basic auth against DASHBOARD_USERS, web/auth.py):
+- `GET /dashboard` (and its `data.json`, `data.csv`): the owner's dashboard (web/dashboard.py).
 - `GET /health`: 200 (`ok` or `degraded`: some of several profiles are down) or 503 (`failing`)
-  with one JSON object of checks, each profile's named `<check>:<profile>`.
+  with one JSON object of checks, each profile's named `<check>:<profile>`, read from what the
+  processes recorded (no live provider call) and naming failures by kind, never a host or URL.
 - `GET /stats`: today's figures in the business's time zone; `?profile=<profile id>` for one profile's.
+
+Open:
+- `GET /health/live`: 200 while this process answers (for load balancers); it reads nothing else.
+- `GET /static/<file>`: the dashboard's script, style and vendored Chart.js (no data in them).
 - `POST /webhooks/wappi`: Wappi's push (WhatsApp and Telegram profiles share the envelope). Each
   item is routed by its `profile_id` and checked against that profile's WEBHOOK_SECRET, which comes
   in the `Authorization` header (or `?secret=`); an unknown or disabled profile is refused (404).
@@ -32,17 +39,25 @@ from db.session import session_scope
 from domain.states import Provider
 from infra.redis import get_redis
 from pipeline.bot_updates import store_update
-from pipeline.channels import channel_for
 from pipeline.ops import FAILING, health, stats
 from pipeline.profile_settings import settings_for
 from pipeline.profiles import ensure_profile
 from pipeline.webhook import WebhookError, items_by_profile, store_webhook, webhook_messages
 from settings import get_settings
 from tasks.chains import start_conversations
+from web.auth import REALM, LoginGuard
+from web.dashboard import Response, csv_view, data_view, page_view, static_view
 
 log = logging.getLogger(__name__)
 TELEGRAM_HOOK = "/webhooks/telegram/"
 MAX_BODY = 5 * 1024 * 1024  # a webhook with a voice note inlines it as base64
+STATIC = "/static/"
+DASHBOARD: dict[str, Callable[[dict[str, Any]], Response]] = {
+    "/dashboard": page_view, "/dashboard/": page_view, "/dashboard/data.json": data_view,
+    "/dashboard/data.csv": csv_view,
+}
+# What needs a login: the figures and the detailed health. Webhooks have their own secrets.
+LOGIN_REQUIRED = frozenset({"/health", "/stats", *DASHBOARD})
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -55,9 +70,30 @@ def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> I
 
 def health_view() -> tuple[str, dict[str, Any]]:
     settings = get_settings()
+    return health(session_scope, get_redis(), poll_interval=settings.poll_interval, redbeat_prefix=redbeat_key_prefix)
 
-    return health(session_scope, get_redis(), lambda profile_id: channel_for(profile_id).get_status(),
-                  poll_interval=settings.poll_interval, redbeat_prefix=redbeat_key_prefix)
+
+def _send(start_response: StartResponse, response: Response) -> Iterable[bytes]:
+    status, headers, body = response
+    start_response(status, headers)
+    return [body]
+
+
+def login_refusal(environ: dict[str, Any]) -> Response | None:
+    """None when the request carries a valid login; else the answer that asks for one (401) or
+    refuses after too many failures (429)."""
+    outcome = LoginGuard(get_settings().dashboard_users, get_redis()).check(
+        environ.get("HTTP_AUTHORIZATION", ""), environ.get("REMOTE_ADDR", "?"))
+    if outcome.user is not None:
+        return None
+    body = json.dumps({"error": "too many failed logins; try later" if outcome.retry_after
+                       else "login required"}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    if outcome.retry_after:
+        headers.append(("Retry-After", str(outcome.retry_after)))
+    else:
+        headers.append(("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'))
+    return outcome.status, headers, body
 
 
 def stats_view(environ: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -173,6 +209,16 @@ def telegram_webhook_view(environ: dict[str, Any], provider_id: str) -> tuple[st
 def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
     try:
+        if path == "/health/live" and method == "GET":
+            return _json(start_response, "200 OK", {"status": "alive"})
+        if path.startswith(STATIC) and method == "GET":
+            return _send(start_response, static_view(path[len(STATIC):]))
+        if path in LOGIN_REQUIRED and method == "GET":
+            refusal = login_refusal(environ)
+            if refusal is not None:
+                return _send(start_response, refusal)
+        if path in DASHBOARD and method == "GET":
+            return _send(start_response, DASHBOARD[path](environ))
         if path == "/health" and method == "GET":
             status, checks = health_view()
             return _json(start_response, "503 Service Unavailable" if status == FAILING else "200 OK",

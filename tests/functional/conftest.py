@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from db.session import get_engine
 from devstack import WorkerPool, free_port
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
+from tests.support.db import empty_tables
 from tests.support.emulators import reset_emulators
 from tests.support.env import WEBHOOK_SECRET
 from tests.support.stack import Stack
@@ -29,28 +28,22 @@ def workers(wappi: WappiEmulator, gemini: GeminiEmulator, database: str, redis_c
     pool.stop_all()
 
 
-def _empty_tables() -> None:
-    with get_engine().begin() as connection:
-        connection.execute(sa.text(
-            "TRUNCATE model_usage, dead_letters, scheduled_calls, follow_ups, whitelist, outbox, "  # not kb_*
-            "messages, contacts, profiles RESTART IDENTITY CASCADE"))
-
-
 @pytest.fixture()
 def clean(wappi: WappiEmulator, gemini: GeminiEmulator, database: str, redis_client: Any) -> Iterator[None]:
     """Empty tables, a fresh emulator state and no leftover Redis keys of ours; the tables are
     emptied again afterwards, so no committed row outlives the test (the unit tier counts rows)."""
-    _empty_tables()
+    empty_tables()
     for redis_key in redis_client.scan_iter("assistant:*"):
         redis_client.delete(redis_key)
     reset_emulators(wappi, gemini)
     yield
-    _empty_tables()
+    empty_tables()
 
 
 @pytest.fixture(scope="module")
 def web(workers: WorkerPool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The web app (/health, /stats, the webhook) on a free port, with WEBHOOK_SECRET set."""
+    """The web app (/health, /stats, the dashboard, the webhook) on a free port, with WEBHOOK_SECRET set
+    (and DASHBOARD_USERS, as every process of the tests: log in as env.DASHBOARD_USER)."""
     processes = WorkerPool(tmp_path_factory.mktemp("web"), {**os.environ, "WEBHOOK_SECRET": WEBHOOK_SECRET})
     yield processes.start_web(free_port())
     processes.stop_all()

@@ -1,6 +1,6 @@
-"""Operations through real processes: the web process (/health, /stats, the webhook with polling, no
-double answers) and a worker's warm shutdown. What /health and /stats compute, and the JSON log
-lines, are tested in tests/unit/test_operations.py."""
+"""Operations through real processes: the web process (/health and /stats behind the login,
+/health/live open, the webhook with polling, no double answers) and a worker's warm shutdown. What
+/health and /stats compute, and the JSON log lines, are tested in tests/unit/test_operations.py."""
 
 from __future__ import annotations
 
@@ -17,23 +17,30 @@ from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
 from tests.support.db import rows
 from tests.support.emulators import customer_says, replies_to
-from tests.support.env import PROFILE_ID
+from tests.support.env import DASHBOARD_PASSWORD, DASHBOARD_USER, PROFILE_ID
 from tests.support.env import WEBHOOK_SECRET as SECRET
 from tests.support.idle import wait_idle
 from tests.support.model_calls import AGENT
 from tests.support.polling import run_poll
 from tests.support.stack import Stack
 
+LOGIN = (DASHBOARD_USER, DASHBOARD_PASSWORD)
+
 
 @pytest.mark.usefixtures("clean")
-def test_the_web_process_reports_health_and_refuses_bad_webhooks(web: str) -> None:
+def test_the_web_process_reports_health_and_refuses_bad_webhooks(web: str, wappi: WappiEmulator) -> None:
     run_poll()
-    response = requests.get(f"{web}/health", timeout=10)
+    assert requests.get(f"{web}/health/live", timeout=10).json() == {"status": "alive"}
+    refused = requests.get(f"{web}/health", timeout=10)
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic")
+    wappi.clear_requests()
+    response = requests.get(f"{web}/health", auth=LOGIN, timeout=10)
     body = response.json()
     checks = body["checks"]
     assert checks["database"]["ok"] and checks["redis"]["ok"]
-    assert checks[f"wappi:{PROFILE_ID}"] == {**checks[f"wappi:{PROFILE_ID}"], "ok": True, "app_status": "open"}
+    assert checks[f"wappi:{PROFILE_ID}"] == {**checks[f"wappi:{PROFILE_ID}"], "ok": True, "state": "up"}
     assert checks[f"poll:{PROFILE_ID}"]["ok"]
+    assert wappi.requests_log() == [], "the poll's recorded state is read, Wappi is not asked"
     # No beat runs in the test suite: the check says so, and the whole answer is 503.
     assert not checks["beat"]["ok"] and "redbeat lock" in checks["beat"]["error"]
     assert response.status_code == 503 and body["status"] == "failing"
@@ -65,7 +72,8 @@ def test_webhook_and_polling_together_answer_once_and_stats_count_it(web: str, w
     finally:
         requests.post(f"{wappi.url}/_emulator/webhook", json={"profile_id": PROFILE_ID, "url": "", "secret": ""},
                       timeout=5)
-    stats = requests.get(f"{web}/stats", timeout=10).json()
+    assert requests.get(f"{web}/stats", timeout=10).status_code == 401
+    stats = requests.get(f"{web}/stats", auth=LOGIN, timeout=10).json()
     assert stats["timezone"] == "Asia/Almaty"
     assert stats["messages"]["received"] == 1 and stats["messages"]["sent"] == 1
     assert stats["classified"]["lead"] == 1 and stats["replies"] == 1

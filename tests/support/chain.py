@@ -14,7 +14,7 @@ from clients.gemini import get_client as get_gemini
 from db.session import SessionFactory
 from pipeline.channels import ChannelDirectory
 from pipeline.classify import run_classify
-from pipeline.ingest import Action, ingest_decision
+from pipeline.ingest import Action, IngestDecision, ingest_decision
 from pipeline.poll import run_poll
 from pipeline.respond import run_respond
 from pipeline.send import run_send
@@ -22,9 +22,9 @@ from pipeline.transcribe import run_transcribe
 from settings import Settings, get_settings
 
 
-def ingest(sessions: SessionFactory, message_id: int, now: datetime | None = None,
-           settings: Settings | None = None) -> int | None:
-    """The ingest stage at `now`: the message id when the chain goes on; a notice is sent at once."""
+def decide(sessions: SessionFactory, message_id: int, now: datetime | None = None,
+           settings: Settings | None = None) -> IngestDecision:
+    """The ingest stage's decision at `now`; a notice is sent at once."""
     settings = settings or get_settings()
     now = now or datetime.now(UTC) + timedelta(seconds=settings.batch_max_wait + 1)
     with sessions() as session:
@@ -33,7 +33,13 @@ def ingest(sessions: SessionFactory, message_id: int, now: datetime | None = Non
                                    opt_out_text=settings.opt_out_confirmation)
     if decision.action == Action.NOTICE and decision.notice_id is not None:
         send(sessions, decision.notice_id, settings)
-    return message_id if decision.action == Action.GO else None
+    return decision
+
+
+def ingest(sessions: SessionFactory, message_id: int, now: datetime | None = None,
+           settings: Settings | None = None) -> int | None:
+    """The ingest stage at `now`: the message id when the chain goes on; a notice is sent at once."""
+    return message_id if decide(sessions, message_id, now, settings).action == Action.GO else None
 
 
 def transcribe(sessions: SessionFactory, message_id: int, settings: Settings | None = None, *,
@@ -57,11 +63,13 @@ def send(sessions: SessionFactory, outbox_id: int, settings: Settings | None = N
 def answer(sessions: SessionFactory, message_id: int, *, now: datetime | None = None,
            settings: Settings | None = None, reply_at: datetime | None = None) -> int | None:
     """ingest -> transcribe -> classify -> respond -> send for one stored customer message; returns
-    the outbox id that was sent, or None where a stage stopped the chain. `reply_at` is the time
+    the outbox id that was sent, or None where a stage stopped the chain. As in the worker,
+    `transcribe` runs only when ingest found a voice note in the burst. `reply_at` is the time
     the agent answers at (what a requested call is checked against); the real clock by default."""
     settings = settings or get_settings()
-    carried = ingest(sessions, message_id, now, settings)
-    if carried is not None:
+    decision = decide(sessions, message_id, now, settings)
+    carried = message_id if decision.action == Action.GO else None
+    if carried is not None and decision.voice:
         carried = transcribe(sessions, carried, settings)
     if carried is not None:
         carried = run_classify(sessions, get_gemini(), carried, settings)

@@ -9,10 +9,11 @@ import sys
 from devstack import ROOT
 
 
-def celery(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "celery", "-A", "tasks", *args], cwd=ROOT, env={**os.environ},
-                          capture_output=True, text=True, timeout=60)
+def celery(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`celery -A tasks ...` with this process's environment, or `env` (a private stack's)."""
+    return subprocess.run([sys.executable, "-m", "celery", "-A", "tasks", *args], cwd=ROOT,
+                          env={**os.environ} if env is None else env, capture_output=True, text=True, timeout=60)
 
 
-def dlq(*args: str) -> subprocess.CompletedProcess[str]:
-    return celery("dlq", *args)
+def dlq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return celery("dlq", *args, env=env)

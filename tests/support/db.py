@@ -14,6 +14,14 @@ from domain.states import Author, Direction, MessageStatus, OutboxKind, OutboxSt
 from tests.support.env import PROFILE_ID
 
 
+def empty_tables() -> None:
+    """Every table the pipeline writes emptied (not the knowledge base's), ids from 1 again."""
+    with get_engine().begin() as connection:
+        connection.execute(sa.text(
+            "TRUNCATE model_usage, dead_letters, scheduled_calls, follow_ups, whitelist, outbox, "
+            "messages, contacts, profiles, health_samples RESTART IDENTITY CASCADE"))
+
+
 def rows(query: str, **params: Any) -> list[Any]:
     with get_engine().connect() as connection:
         return list(connection.execute(sa.text(query), params).all())

@@ -20,6 +20,11 @@ PRIVATE_PROFILE = "0a1b2c3d-4e5f"
 WEBHOOK_SECRET = "webhook-secret-for-tests"  # the web app of the functional tests has it set
 BOT_TOKEN = "7000000001:test-bot-token-AAbbCCddEEffGGhh"  # the shared Telegram emulator's bot
 CREDENTIALS_KEY = "k2Ax1M3QK9yD0t4oC7cE6b5Yw8Z2n1q0P3r4s5t6u7o="  # a Fernet key, for tests only
+# The login of the web app's operations surfaces (/dashboard, /stats, /health); the hash is
+# `python -m web.users add` of the password, with a fixed salt.
+DASHBOARD_USER = "owner"
+DASHBOARD_PASSWORD = "dashboard-password-for-tests"
+DASHBOARD_HASH = "scrypt:16384:8:1:dGVzdC1zYWx0LTAxMjNhYg:8kNycrMQR9n0GbaxTUVade_n4sUJRhLNgwjtCQhQXL8"
 
 BASE_ENV = {
     "WAPPI_TOKEN": WAPPI_TOKEN,
@@ -38,6 +43,7 @@ BASE_ENV = {
     # A short burst window keeps the suite quick; the batching tests set their own.
     "BATCH_WINDOW": "1.5",
     "CREDENTIALS_KEY": CREDENTIALS_KEY,
+    "DASHBOARD_USERS": f"{DASHBOARD_USER}:{DASHBOARD_HASH}",
 }
 
 

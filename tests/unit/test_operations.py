@@ -8,14 +8,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from celeryconfig import QUEUES, redbeat_key_prefix
-from db.session import SessionFactory
+from db.session import SessionFactory, transaction
 from emulators.wappi import WappiEmulator
 from infra.logging import JsonFormatter, log_context
 from infra.redis import get_redis
-from pipeline.channels import ChannelDirectory
 from pipeline.ops import health, overall, stats
 from pipeline.profiles import mark_profile
 from settings import get_settings
@@ -25,32 +25,53 @@ from tests.support.env import PROFILE_ID, WAPPI_TOKEN
 
 
 def health_at(sessions: SessionFactory, now: datetime | None = None) -> tuple[str, dict[str, Any]]:
-    channels = ChannelDirectory(sessions, get_settings())
-    return health(sessions, get_redis(), lambda profile_id: channels(profile_id).get_status(),
-                  poll_interval=get_settings().poll_interval, redbeat_prefix=redbeat_key_prefix, now=now)
+    return health(sessions, get_redis(), poll_interval=get_settings().poll_interval,
+                  redbeat_prefix=redbeat_key_prefix, now=now)
 
 
 def test_health_reports_each_check(sessions: SessionFactory, wappi: WappiEmulator) -> None:
     chain.poll(sessions)
+    wappi.clear_requests()
     status, checks = health_at(sessions)
     assert checks["database"]["ok"] and checks["redis"]["ok"]
-    assert checks[f"wappi:{PROFILE_ID}"] == {**checks[f"wappi:{PROFILE_ID}"], "ok": True, "app_status": "open"}
+    assert checks[f"wappi:{PROFILE_ID}"] == {**checks[f"wappi:{PROFILE_ID}"], "ok": True, "state": "up"}
     assert checks[f"poll:{PROFILE_ID}"]["ok"] and checks[f"send:{PROFILE_ID}"]["ok"]
     assert checks[f"chats:{PROFILE_ID}"] == {**checks[f"chats:{PROFILE_ID}"], "ok": True, "retrying": 0}
     # No beat runs here: the check says so, and the whole answer is failing.
     assert not checks["beat"]["ok"] and "redbeat lock" in checks["beat"]["error"]
+    assert checks["beat"]["kind"] == "not_running"
     assert status == "failing"
+    # It read what the poll recorded: no call to Wappi per request.
+    assert wappi.requests_log() == []
 
-    # Ten minutes without a successful poll, and a profile Wappi logged out, that cannot send.
-    wappi.set_profile(PROFILE_ID, authorized=False, app_status="close")
+    # Ten minutes without a successful poll, and a profile the poll found logged out, that cannot send.
     with sessions() as marking:
         mark_profile(marking, PROFILE_ID, "not authorized", datetime.now(UTC))
     _ok, later = health_at(sessions, now=datetime.now(UTC) + timedelta(minutes=10))
-    assert not later[f"poll:{PROFILE_ID}"]["ok"] and "last successful poll" in later[f"poll:{PROFILE_ID}"]["error"]
+    poll = later[f"poll:{PROFILE_ID}"]
+    assert not poll["ok"] and poll["kind"] == "stale" and "last successful poll" in poll["error"]
     unauthorized = later[f"wappi:{PROFILE_ID}"]
-    assert not unauthorized["ok"] and "authorized=False" in unauthorized["error"]
+    assert not unauthorized["ok"] and unauthorized["kind"] == "not_authorized"
+    assert "profile down: not authorized" in unauthorized["error"]
     held = later[f"send:{PROFILE_ID}"]
     assert not held["ok"] and "profile down: not authorized" in held["error"] and "sends are held" in held["error"]
+    assert wappi.requests_log() == []
+
+
+def test_health_names_a_failure_by_its_kind_never_its_host() -> None:
+    """A database that cannot be reached is `unreachable`; the driver's text, which names the host
+    and the port, stays out of the answer."""
+    unreachable = create_engine("postgresql+psycopg2://assistant:secret-password@127.0.0.1:1/x",
+                                connect_args={"connect_timeout": 1})
+
+    def sessions() -> Any:
+        return transaction(Session(bind=unreachable))
+
+    status, checks = health(sessions, get_redis(), poll_interval=5.0, redbeat_prefix=redbeat_key_prefix)
+    assert status == "failing" and not checks["database"]["ok"]
+    assert checks["database"]["kind"] == "unreachable"
+    answer = json.dumps(checks)
+    assert "127.0.0.1" not in answer and "port 1" not in answer and "secret-password" not in answer
 
 
 def test_one_profile_down_of_several_is_degraded_not_failing() -> None:

@@ -106,8 +106,8 @@ def test_a_chat_that_always_fails_never_freezes_the_poll(sessions: SessionFactor
     newest = rows_in(session, "SELECT max(extract(epoch FROM sent_at)) FROM messages WHERE direction = 'in'")[0][0]
     assert watermark >= newest - 1
     # Reported in /health and the log.
-    _ok, checks = health(sessions, get_redis(), lambda _pid: client.get_status(),
-                         poll_interval=settings.poll_interval, redbeat_prefix=redbeat_key_prefix)
+    _ok, checks = health(sessions, get_redis(), poll_interval=settings.poll_interval,
+                         redbeat_prefix=redbeat_key_prefix)
     report = checks[f"chats:{PROFILE_ID}"]
     assert not report["ok"] and "*******0099" in report["error"] and failing not in str(report)
     assert any("*******0099" in record.getMessage() or failing in record.getMessage()
@@ -118,8 +118,8 @@ def test_a_chat_that_always_fails_never_freezes_the_poll(sessions: SessionFactor
     poll(now=start + 1000, stale_after=3600)
     answer_all(sessions, started)
     assert [r["reply_to"] for r in replies_to(wappi, failing)] == [failing_message]
-    _ok, checks = health(sessions, get_redis(), lambda _pid: client.get_status(),
-                         poll_interval=settings.poll_interval, redbeat_prefix=redbeat_key_prefix)
+    _ok, checks = health(sessions, get_redis(), poll_interval=settings.poll_interval,
+                         redbeat_prefix=redbeat_key_prefix)
     assert checks[f"chats:{PROFILE_ID}"]["ok"]
 
 

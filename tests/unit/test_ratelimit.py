@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from db.session import SessionFactory
 from domain.states import OutboxKind
 from emulators.wappi import WappiEmulator
-from infra.ratelimit import TokenBucket, chat_gap_wait
+from infra.ratelimit import Decision, TokenBucket
 from pipeline.locks import Defer
 from tests.support import chain
 from tests.support.db import add_contact, add_outbox_row, rows_in
@@ -47,12 +47,15 @@ def test_bucket_refills_at_the_configured_rate(redis_client: Any) -> None:
 
 
 def test_chat_gap_spaces_messages_to_one_chat_only(redis_client: Any) -> None:
-    for name in ("assistant:gap:a", "assistant:gap:b"):
+    for name in ("assistant:gap:a", "assistant:gap:b", "assistant:gap-bucket"):
         redis_client.delete(name)
-    assert chat_gap_wait(redis_client, "assistant:gap:a", min_gap=1.0, max_gap=2.0) == 0.0
-    wait = chat_gap_wait(redis_client, "assistant:gap:a", min_gap=1.0, max_gap=2.0)
-    assert 0.5 < wait <= 2.0
-    assert chat_gap_wait(redis_client, "assistant:gap:b", min_gap=1.0, max_gap=2.0) == 0.0
+    bucket = TokenBucket(redis_client, "assistant:gap-bucket", per_minute=1, burst=3)
+    assert bucket.take("assistant:gap:a", min_gap=1.0, max_gap=2.0) == Decision(allowed=True, retry_after=0.0)
+    refused = bucket.take("assistant:gap:a", min_gap=1.0, max_gap=2.0)
+    assert not refused.allowed and 0.5 < refused.chat_gap <= 2.0
+    assert bucket.take("assistant:gap:b", min_gap=1.0, max_gap=2.0).allowed
+    # The gap refused without taking a token: two were taken, one is left.
+    assert bucket.take().allowed and not bucket.take().allowed
 
 
 def test_a_second_message_to_one_chat_waits_for_the_gap_and_another_chat_does_not(

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from db.session import SessionFactory
 from emulators.wappi import WappiEmulator
-from pipeline.recover import message_stage_limit, stranded_messages, stranded_outbox
+from pipeline.inbound import mark_burst_due
+from pipeline.recover import MARGIN, message_stage_limit, stranded_messages, stranded_outbox
 from settings import get_settings
+from tasks.base import STAGE_START_SLACK
 from tests.support import chain
 from tests.support.db import rows_in
 from tests.support.emulators import customer_says, replies_to
@@ -82,3 +84,26 @@ def test_a_deferred_chain_is_not_restarted(sessions: SessionFactory, session: Se
     for moment in (now, now + timedelta(minutes=6)):  # due at +5 min: its run may still go on
         assert stranded_messages(session, moment, settings) == []
         assert stranded_outbox(session, moment, settings) == []
+
+
+def test_a_stage_start_keeps_a_stamp_moments_old(sessions: SessionFactory, session: Session,
+                                                  wappi: WappiEmulator) -> None:
+    """The next stage starts moments after the previous one stamped the burst: no rows are rewritten,
+    and the sweep's margin still covers that stage's whole run."""
+    first_conversation(sessions, wappi)
+    lost = customer_says(wappi, PHONE, "А доставка есть?")
+    now = datetime.now(UTC)
+    message_id = store_lost_message(session, lost, now, age=timedelta(minutes=1),
+                                    next_attempt_in=timedelta(seconds=-10))
+
+    def stamp() -> datetime:
+        return rows_in(session, "SELECT next_attempt_at FROM messages WHERE id = :id", id=message_id)[0][0]
+
+    mark_burst_due(session, message_id, now, slack=STAGE_START_SLACK)
+    assert stamp() == now - timedelta(seconds=10)  # kept
+    assert STAGE_START_SLACK < MARGIN
+    later = now + STAGE_START_SLACK + timedelta(seconds=1)
+    mark_burst_due(session, message_id, later, slack=STAGE_START_SLACK)
+    assert stamp() == later  # too old to keep
+    mark_burst_due(session, message_id, now, slack=STAGE_START_SLACK)
+    assert stamp() == now  # a stamp in the future (a countdown) is replaced by the start

@@ -18,6 +18,7 @@ from db.session import SessionFactory
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
 from pipeline.classify import run_classify
+from pipeline.ingest import Action
 from pipeline.profiles import ensure_profile
 from pipeline.recover import stranded_messages
 from pipeline.respond import run_respond
@@ -26,6 +27,8 @@ from pipeline.voice_media import stored_voice
 from pipeline.webhook import store_webhook, webhook_messages
 from settings import get_settings
 from tasks.base import TRANSIENT
+from tasks.chains import conversation_chain
+from tasks.ingest import skip_transcribe
 from tests.support import chain
 from tests.support.db import rows_in
 from tests.support.emulators import customer_says, replies_to
@@ -237,3 +240,33 @@ def test_an_oversized_voice_note_is_given_up_without_being_read(sessions: Sessio
     fall_back(sessions, voice_id)
     assert [(reply["reply_to"], reply["body"]) for reply in replies_to(wappi, phone)] == [
         (voice_said, settings.voice_fallback_text)]
+
+
+@pytest.mark.parametrize("voice_first", [True, False], ids=["voice-then-text", "text-then-voice"])
+def test_only_a_burst_holding_a_voice_note_goes_through_transcribe(sessions: SessionFactory, wappi: WappiEmulator,
+                                                                   voice_first: bool) -> None:
+    """ingest tells the chain whether its burst holds a voice note still to transcribe; the worker
+    drops the `transcribe` hop otherwise (tasks.ingest.skip_transcribe)."""
+    assert chain.poll(sessions) == []  # the first start
+    customer_says(wappi, "77300000010", "Сколько стоит торт?")
+    [text_only] = chain.poll(sessions)
+    decision = chain.decide(sessions, text_only)
+    assert (decision.action, decision.voice) == (Action.GO, False)
+    phone = "77300000011"
+    if voice_first:
+        voice_note(wappi, phone, "не важно", media_shape="b64")
+        customer_says(wappi, phone, "И ещё вопрос")
+    else:
+        customer_says(wappi, phone, "Вопрос")
+        voice_note(wappi, phone, "не важно", media_shape="b64")
+    decisions = [chain.decide(sessions, message_id) for message_id in chain.poll(sessions)]
+    assert [(decision.action, decision.voice) for decision in decisions] == [(Action.STOP, False), (Action.GO, True)]
+
+
+def test_ingest_drops_only_the_transcribe_step_from_the_chain() -> None:
+    rest = [dict(step) for step in reversed(conversation_chain(1).tasks[1:])]  # what a worker's request holds
+    skip_transcribe(rest)
+    assert [step["task"] for step in reversed(rest)] == ["pipeline.classify", "pipeline.respond", "pipeline.send"]
+    skip_transcribe(rest)  # never a later step
+    assert [step["task"] for step in reversed(rest)] == ["pipeline.classify", "pipeline.respond", "pipeline.send"]
+    skip_transcribe(None)  # called directly, not in a chain
