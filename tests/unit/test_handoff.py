@@ -26,7 +26,7 @@ from tests.support.followup import T0, lead_went_silent, run_ladder_until
 from tests.support.model_calls import AGENT, calls_to
 
 AGENT_KEY = "agent-os-security-key"
-SECOND = "b2c3d4e5-f6a7"
+SECOND = "b2c3d4e5-0c01"  # an id of its own: the shared emulator keeps profiles across tests
 
 
 @pytest.fixture()

@@ -35,8 +35,8 @@ from tests.support.intake import voice_audio
 from tests.support.model_calls import AGENT, TRANSCRIBE, system_texts
 
 BOT = "shop_bot"
-SECOND = "b2c3d4e5-f6a7"
-TAPI = "c3d4e5f6-a7b8"
+SECOND = "b2c3d4e5-0a01"  # ids of their own: the shared emulator keeps profiles across tests
+TAPI = "7e1e9a00-0b01"
 FLOWERS_KB = ROOT / "kb" / "examples" / "flowers"
 
 
