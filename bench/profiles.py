@@ -109,7 +109,7 @@ def idle_cost(bench: Bench, counters: Counters, count: int) -> dict[str, float]:
         due = due_profiles(session_scope, settings)
         assert len(due) == count, f"{len(due)} profiles due, {count} expected"
         for profile in due:
-            assert poll.run(profile.id) == 0  # nothing new: no conversation starts
+            assert poll.run(profile.id, provider_id=profile.profile_id) == 0  # nothing new: no conversation starts
         tick_ms.append((time.perf_counter() - started) * 1000)
     after_statements, after_transactions, redis_after, wappi_after = counters.snapshot()
     redis_calls = redis_after - redis_before

@@ -20,6 +20,9 @@ from urllib.parse import quote
 
 import requests
 
+from clients.channel import json_int as _int
+from clients.channel import json_str as _str
+
 KEY_MASK = "<api-key>"
 EXCERPT_CHARS = 2000  # of a response body, kept on errors so a dead letter shows what came back
 DETAIL_CHARS = 300
@@ -93,20 +96,6 @@ class AgentReply:
     input_tokens: int
     output_tokens: int
     raw_excerpt: str
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value == value:
-        return int(value)
-    return 0
 
 
 def _retry_after(header: str | None) -> float | None:

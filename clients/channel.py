@@ -13,6 +13,23 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 
+def json_str(value: Any) -> str:
+    """A JSON field that should be text: itself, or "" for anything else."""
+    return value if isinstance(value, str) else ""
+
+
+def json_int(value: Any) -> int:
+    """A JSON field that should be an integer: itself (a float truncated), or 0 for anything else
+    (a bool, NaN, a string)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value == value:
+        return int(value)
+    return 0
+
+
 class ChannelError(Exception):
     """Base of every channel failure."""
 

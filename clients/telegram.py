@@ -29,6 +29,8 @@ from clients.channel import (
     RecipientUnreachableError,
     SendResult,
 )
+from clients.channel import json_int as _int
+from clients.channel import json_str as _str
 
 TOKEN_MASK = "<token>"
 # getUpdates' long-poll wait is capped by the server; the HTTP read timeout is kept above it.
@@ -169,20 +171,6 @@ class TelegramMessage:
     @property
     def unblocked_bot(self) -> bool:
         return self.kind == "my_chat_member" and self.member_status == "member"
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value == value:
-        return int(value)
-    return 0
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -16,7 +16,7 @@ from db.session import session_scope
 from infra.redis import get_redis, key
 from pipeline.channels import channel_for
 from pipeline.locks import LOCK_MARGIN
-from pipeline.poll import due_profiles, profile_backing_off, restart_overdue, run_poll_profile
+from pipeline.poll import backing_off, due_profiles, profile_backing_off, restart_overdue, run_poll_profile
 from settings import get_settings
 from tasks.app import app
 from tasks.base import PipelineTask
@@ -35,16 +35,17 @@ def poll_dispatch() -> int:
     # A poll that waited longer than one interval is stale: the next tick brings a fresh one.
     expires = max(settings.poll_interval, 1.0)
     for profile in due:
-        poll.apply_async(args=[profile.id], expires=expires)
+        poll.apply_async(args=[profile.id], kwargs={"provider_id": profile.profile_id}, expires=expires)
     restart_overdue(session_scope, start_conversations)
     return len(due)
 
 
 @app.task(base=PipelineTask, name="pipeline.poll")
-def poll(profile_id: int | None = None) -> int:
+def poll(profile_id: int | None = None, provider_id: str | None = None) -> int:
     """Poll one profile (our id). Without one (a message queued before the dispatcher existed, or an
     operator's `celery call pipeline.poll`), dispatch the polls of every profile. Returns the
-    number of conversations started, or of polls dispatched."""
+    number of conversations started, or of polls dispatched. `provider_id` (the provider's profile
+    id) saves a query to find it; without it (a message of an older dispatcher) it is read."""
     if profile_id is None:
         return int(poll_dispatch())
     lock = get_redis().lock(key("poll-lock", profile_id), timeout=POLL_LOCK_SECONDS)
@@ -53,7 +54,8 @@ def poll(profile_id: int | None = None) -> int:
         return 0
     try:
         # A poll queued before the previous one failed would skip the backoff that failure set.
-        if profile_backing_off(session_scope, profile_id):
+        waiting = backing_off(provider_id) if provider_id else profile_backing_off(session_scope, profile_id)
+        if waiting:
             log.debug("poll of profile %s skipped: it is backing off", profile_id)
             return 0
         return run_poll_profile(session_scope, get_settings(), channel_for, start_conversations, profile_id)
