@@ -95,8 +95,12 @@ task_reject_on_worker_lost = True  # capped by the redelivery counter in tasks.b
 worker_cancel_long_running_tasks_on_connection_loss = True
 worker_soft_shutdown_timeout = 20
 worker_enable_soft_shutdown_on_idle = True
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events (a PUBLISH per task state, from the worker and from every publisher) are off: they
+# cost about a tenth of a worker's time per message (docs/benchmarks.md). Flower turns the workers'
+# events on while it runs (its `enable_events`, on by default, repeated every few seconds), so its
+# task views work whenever it is up; `celery -A tasks control enable_events` does it by hand.
+worker_send_task_events = False
+task_send_sent_event = False
 worker_hijack_root_logger = False
 
 timezone = "UTC"

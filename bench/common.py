@@ -3,12 +3,17 @@ machine's server, and helpers that feed it the way the product's intake does."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as `python bench/<name>.py`
@@ -97,3 +102,31 @@ def worker_rss_mb(pool: WorkerPool, name: str) -> dict[str, float]:
                 if line.startswith("Pss:"):
                     pss += int(line.split()[1])
     return {"rss": largest_rss / 1024, "pss": pss / 1024}
+
+
+@contextmanager
+def floor_worker(bench: Bench, concurrency: int, calls: list[dict[str, Any]]) -> Iterator[Any]:
+    """The Celery floor (bench/floor_app.py) running: a worker of its own on the bench's Redis that
+    repeats `calls` (the model requests one pipeline message made) and replies through the Wappi
+    emulator. Yields the `floor_app` module, whose tasks make the chain."""
+    env = {**bench.env, "PYTHONPATH": str(Path(__file__).parent), "FLOOR_MODEL_CALLS": json.dumps(calls)}
+    log = (bench.work_dir / "floor.log").open("ab")
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "floor_app", "worker", "-c", str(concurrency),
+                               "-n", "floor@%h", "--without-mingle", "--without-gossip", "-l", "WARNING"],
+                              cwd=Path(__file__).parent, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        sys.path.insert(0, str(Path(__file__).parent))
+        os.environ["REDIS_URL"] = bench.redis.url
+        # deferred: project modules read the settings at import, after the bench set them
+        import floor_app
+
+        time.sleep(3)  # the worker's start-up is not part of any figure
+        yield floor_app
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def model_calls(bench: Bench) -> list[dict[str, Any]]:
+    """The model calls the pipeline made so far (the Gemini emulator's log), as the floor repeats them."""
+    return [{"model": call["model"], "body": call["body"]} for call in bench.gemini.requests_log()]

@@ -5,7 +5,9 @@ includes the two model round trips over loopback). Messages go one at a time, so
 other messages is not counted. Both ends are timestamps (the POST's start here, the emulator's
 `accepted_at`), so how often the bench looks for the reply does not change the figure; it looks
 every 20 ms, not every 1 ms under the emulator's lock that the pipeline's own calls need.
-Targets: median under 50 ms, p95 under 100 ms.
+Targets: median under 50 ms, p95 under 100 ms. Then the same figure for the Celery floor
+(bench/floor_app.py: five tasks, the same two model requests and Wappi reply, no web process and no
+database), one chain at a time: what Celery and the emulators alone take on this machine.
 
     .venv/bin/python bench/overhead.py [--messages 100]
 """
@@ -19,9 +21,10 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import requests
-from common import PROFILE_ID, ROOT, Bench, first_start, machine
+from common import PROFILE_ID, ROOT, Bench, first_start, floor_worker, machine, model_calls
 
 SECRET = "bench-webhook-secret"
 
@@ -79,17 +82,53 @@ def main() -> None:
                 time.sleep(0.02)
             if number >= 5:  # the first few warm up connections and caches
                 overheads.append((replies[-1]["accepted_at"] - posted) * 1000)
-        overheads.sort()
-        p95 = overheads[max(0, int(len(overheads) * 0.95) - 1)]
+        p95 = percentile95(overheads)
         print(f"{len(overheads)} messages: webhook POST -> reply accepted: "
               f"median {statistics.median(overheads):.1f} ms, p95 {p95:.1f} ms")
+        web.terminate()
+        web.wait(timeout=30)
+        web = None
+        bench.workers.stop("all")
+        floors = floor_latencies(bench, args.messages, model_calls(bench)[:2])
+        print(f"the Celery floor, one chain at a time (5 tasks, the same two model calls and Wappi reply): "
+              f"median {statistics.median(floors):.1f} ms, p95 {percentile95(floors):.1f} ms")
     finally:
         if web is not None:
             web.terminate()
             web.wait(timeout=30)
         bench.close()
     print(f"machine: {machine()}")
-    print(json.dumps({"median_ms": round(statistics.median(overheads), 1), "p95_ms": round(p95, 1)}))
+    print(json.dumps({"median_ms": round(statistics.median(overheads), 1), "p95_ms": round(p95, 1),
+                      "floor_median_ms": round(statistics.median(floors), 1),
+                      "floor_p95_ms": round(percentile95(floors), 1)}))
+
+
+def percentile95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * 0.95) - 1)]
+
+
+def floor_latencies(bench: Bench, count: int, calls: list[dict[str, Any]]) -> list[float]:
+    """The floor of this figure: the bare five-task Celery chain of bench/floor_app.py (two no-op
+    steps, the pipeline's two model requests, a Wappi reply), one chain at a time on the same Redis
+    and worker concurrency, from its publish to the Wappi emulator accepting the reply. No web
+    process, no database: what Celery and the emulators alone take."""
+    # deferred: project modules read the settings at import, after the bench set them
+    from celery import chain
+
+    latencies: list[float] = []
+    with floor_worker(bench, 4, calls) as floor_app:
+        for number in range(count + 5):
+            before = len(bench.wappi.sent_messages(PROFILE_ID))
+            sent = bench.wappi.customer_message(PROFILE_ID, f"7792{number:07d}", f"Вопрос {number}")
+            published = time.time()
+            chain(floor_app.step.s(sent["message_id"]), floor_app.step.s(), floor_app.model.s(0),
+                  floor_app.model.s(1), floor_app.done.s()).apply_async()
+            while len(replies := bench.wappi.sent_messages(PROFILE_ID)) <= before:
+                time.sleep(0.02)
+            if number >= 5:
+                latencies.append((replies[-1]["accepted_at"] - published) * 1000)
+    return latencies
 
 
 if __name__ == "__main__":

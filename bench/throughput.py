@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import redis
-from common import PROFILE_ID, Bench, first_start, machine, push
+from common import PROFILE_ID, Bench, first_start, floor_worker, machine, model_calls, push
 
 
 def replies(bench: Bench) -> int:
@@ -33,7 +29,7 @@ def wait_for_replies(bench: Bench, count: int) -> None:
         time.sleep(0.05)
 
 
-def model_calls(bench: Bench) -> list[dict[str, Any]]:
+def warm_up_calls(bench: Bench) -> list[dict[str, Any]]:
     """One warm-up message through the pipeline: the model calls it made, for the floor to repeat."""
     bench.workers.start("all", concurrency=1)
     first_start(bench)
@@ -41,7 +37,7 @@ def model_calls(bench: Bench) -> list[dict[str, Any]]:
     push(bench, "77800000000", "Хочу заказать торт, вопрос 0")
     wait_for_replies(bench, before + 1)
     bench.workers.stop("all")
-    calls = [{"model": call["model"], "body": call["body"]} for call in bench.gemini.requests_log()]
+    calls = model_calls(bench)
     assert len(calls) == 2, [call["model"] for call in calls]  # classify, respond
     return calls
 
@@ -50,20 +46,9 @@ def floor(bench: Bench, count: int, concurrency: int, calls: list[dict[str, Any]
     # deferred: project modules read the settings at import, after the bench set them
     from celery import chain
 
-    env = {**bench.env, "PYTHONPATH": str(Path(__file__).parent), "FLOOR_MODEL_CALLS": json.dumps(calls)}
-    log = (bench.work_dir / "floor.log").open("ab")
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "floor_app", "worker", "-c", str(concurrency),
-                               "-n", "floor@%h", "--without-mingle", "--without-gossip", "-l", "WARNING"],
-                              cwd=Path(__file__).parent, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        sys.path.insert(0, str(Path(__file__).parent))
-        os.environ["REDIS_URL"] = bench.redis.url
-        # deferred: project modules read the settings at import, after the bench set them
-        import floor_app
-
+    with floor_worker(bench, concurrency, calls) as floor_app:
         client = redis.Redis.from_url(bench.redis.url)
         client.delete("floor:done")
-        time.sleep(3)  # the worker's start-up is not part of the figure
         started = time.perf_counter()
         for number in range(count):
             # The customer writes, as in the pipeline run (the emulator's work); nothing is stored.
@@ -73,9 +58,6 @@ def floor(bench: Bench, count: int, concurrency: int, calls: list[dict[str, Any]
         while int(client.get("floor:done") or 0) < count:
             time.sleep(0.05)
         return count / (time.perf_counter() - started)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
 
 
 def pipeline(bench: Bench, count: int, concurrency: int, offset: int) -> float:
@@ -102,7 +84,7 @@ def main() -> None:
     floors: list[float] = []
     pipelines: list[float] = []
     try:
-        calls = model_calls(bench)
+        calls = warm_up_calls(bench)
         bare = floor(bench, args.messages, args.concurrency, [], offset=0)
         print(f"bare floor (no emulator calls): {args.messages} five-task no-op chains at {bare:.1f} chains/s")
         for round_number in range(args.rounds):

@@ -93,6 +93,13 @@ def session_scope() -> AbstractContextManager[Session]:
     return transaction(_sessionmaker())
 
 
+def hold(session: Session, *objects: object) -> None:
+    """Keep `objects` for the session's lifetime. The session's identity map holds only what someone
+    references, so a row loaded ahead for the caller (to spare a later `get` its statement) must be
+    held somewhere, or it is gone before the `get`."""
+    session.info.setdefault("held", []).extend(objects)
+
+
 def insert_ignore(session: Session, model: type[DeclarativeBase], values: dict[str, Any],
                   conflict_columns: Sequence[str]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None if it existed."""

@@ -11,15 +11,16 @@ empty/blocked answer is invalid, asked once more, and then leaves the contact un
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ScalarSelect, func, select, update
 from sqlalchemy.orm import Session
 
-from clients.gemini import GeminiClient, GeminiEmptyAnswerError, json_object
+from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError, json_object
 from db.models import Contact, Message
 from db.session import SessionFactory
 from domain.states import Direction, MessageStatus, UsagePurpose
@@ -83,23 +84,33 @@ class ClassifyInput:
     contents: list[dict[str, Any]]
 
 
+def inbound_count_clause() -> ScalarSelect[int]:
+    """How many messages the selected contact wrote since we first started (what a verdict that is
+    not confident waits for), as a column of the statement that reads the contact."""
+    return select(func.count(Message.id)).where(
+        Message.contact_id == Contact.id, Message.direction == Direction.IN,
+        Message.status.notin_((MessageStatus.HISTORY, MessageStatus.SKIPPED))).scalar_subquery()
+
+
 def classify_input(session: Session, contact_id: int, *, history_limit: int,
-                   business_name: str) -> ClassifyInput:
+                   business_name: str, inbound: int | None = None) -> ClassifyInput:
+    """What the moderator is asked. `inbound`: the contact's message count when the caller read it
+    with the contact (`inbound_count_clause`)."""
+    if inbound is None:
+        inbound = session.execute(select(inbound_count_clause()).select_from(Contact)
+                                  .where(Contact.id == contact_id)).scalar_one()
     contact = session.get(Contact, contact_id)
     assert contact is not None
-    inbound = session.scalar(select(func.count(Message.id)).where(
-        Message.contact_id == contact_id, Message.direction == Direction.IN,
-        Message.status.notin_((MessageStatus.HISTORY, MessageStatus.SKIPPED)))) or 0
     system = render("moderator", business_name=business_name)  # the same for every contact
     contents = to_contents(conversation_turns(session, contact_id, history_limit), contact_data_of(contact))
     return ClassifyInput(contact_id=contact_id, inbound_count=int(inbound), system_instruction=system,
                          contents=contents)
 
 
-def ask_verdict(sessions: SessionFactory, gemini: GeminiClient, data: ClassifyInput,
-                model: str) -> Verdict | None:
-    """Ask the model; an invalid answer is asked once more, then the contact stays undecided. Each
-    call's usage is written in its own transaction, outside any lock on the contact's rows."""
+def ask_verdict(gemini: GeminiClient, data: ClassifyInput, model: str) -> tuple[Verdict | None, list[Answer]]:
+    """Ask the model; an invalid answer is asked once more, then the contact stays undecided. Returns
+    the verdict and every answer the model gave (their usage is written with the verdict)."""
+    answers: list[Answer] = []
     for attempt in range(1, ATTEMPTS + 1):
         try:
             answer = gemini.generate(data.contents, system_instruction=data.system_instruction,
@@ -107,14 +118,13 @@ def ask_verdict(sessions: SessionFactory, gemini: GeminiClient, data: ClassifyIn
         except GeminiEmptyAnswerError as exc:
             log.warning("classify contact %s: attempt %d got no answer: %s", data.contact_id, attempt, exc)
             continue
-        with sessions() as session:
-            record_usage(session, UsagePurpose.CLASSIFY, answer, data.contact_id)
+        answers.append(answer)
         try:
-            return parse_verdict(answer.text)
+            return parse_verdict(answer.text), answers
         except InvalidVerdict as exc:
             log.warning("classify contact %s: attempt %d gave an invalid verdict: %s",
                         data.contact_id, attempt, exc)
-    return None
+    return None, answers
 
 
 def decide(verdict: Verdict | None, inbound_count: int, *, min_messages: int, min_confidence: float,
@@ -169,30 +179,34 @@ def park_message(session: Session, message_id: int, status: MessageStatus) -> No
 
 def run_classify(sessions: SessionFactory, gemini: GeminiClient, message_id: int, settings: Settings) -> int | None:
     """Classify the contact of `message_id` (once it has a verdict that counts, never again) and say
-    whether the chain goes on to `respond`: the message id, or None. One step per contact at a time;
-    the model is called outside any transaction."""
-    with sessions() as session:
-        contact_id = waiting_contact(session, message_id)
-        settings = message_settings(session, message_id, settings)  # the business's own
-    if contact_id is None:
-        return None
-    with contact_turn(contact_id):
+    whether the chain goes on to `respond`: the message id, or None. One step per contact at a time:
+    the contact's turn is taken inside the first transaction, before anything about the contact is
+    read. The model is called outside any transaction; its usage is written with the verdict.
+    Two transactions in all."""
+    with ExitStack() as turn:
         with sessions() as session:
-            contact = session.get(Contact, contact_id)
-            assert contact is not None
+            settings = message_settings(session, message_id, settings)  # the business's own
+            contact_id = waiting_contact(session, message_id)
+            if contact_id is None:
+                return None
+            turn.enter_context(contact_turn(contact_id))
+            contact, inbound = session.execute(select(Contact, inbound_count_clause())
+                                               .where(Contact.id == contact_id)).one()
             if contact.is_client is True:
                 return message_id
             if contact.is_client is False:
                 park_message(session, message_id, MessageStatus.IGNORED)
                 return None
             data = classify_input(session, contact_id, history_limit=settings.history_limit,
-                                  business_name=settings.business_name)
-        verdict = ask_verdict(sessions, gemini, data, settings.gemini_classify_model)
+                                  business_name=settings.business_name, inbound=inbound)
+        verdict, answers = ask_verdict(gemini, data, settings.gemini_classify_model)
         decided = decide(verdict, data.inbound_count, min_messages=settings.classify_min_messages,
                          min_confidence=settings.classify_min_confidence,
                          answer_undecided=settings.answer_undecided)
         outcome = gate(decided, answer_undecided=settings.answer_undecided)
         with sessions() as session:
+            for answer in answers:
+                record_usage(session, UsagePurpose.CLASSIFY, answer, contact_id)
             store_verdict(session, contact_id, verdict, decided)
             log.info("classify contact %s: verdict %s (confidence %s, %d messages) -> %s", contact_id,
                      verdict.is_client if verdict else "invalid", verdict.confidence if verdict else "-",

@@ -4,11 +4,12 @@ whitelist entry, and its opt-out."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Exists, case, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Contact, FollowUp, Message, WhitelistEntry
+from db.models import Contact, FollowUp, Message, WhitelistEntry, utcnow
 from db.session import insert_ignore
 from domain.answers import short_answer
 from domain.phones import normalize_phone
@@ -58,6 +59,22 @@ def note_message(session: Session, contact: Contact, author: Author, sent_at: da
         stop_follow_ups(session, contact.id, reason)
 
 
+def note_bot_message(session: Session, contact_id: int, sent_at: datetime, *, starts_silence: bool) -> None:
+    """`note_message` for a message the bot sent, as one UPDATE (no read of the contact first): the
+    summary moves to it when it is the chat's newest; with `starts_silence` (a reply), the contact
+    then awaits a follow-up when the bot has the last word. SET expressions read the row as it was."""
+    newest = or_(Contact.last_message_at.is_(None), Contact.last_message_at <= sent_at)
+    values: dict[str, Any] = {
+        "last_message_at": case((newest, sent_at), else_=Contact.last_message_at),
+        "last_author": case((newest, Author.BOT.value), else_=Contact.last_author),
+        "updated_at": utcnow(),
+    }
+    if starts_silence:
+        values["awaiting_follow_up"] = case((or_(newest, Contact.last_author == Author.BOT.value), True),
+                                            else_=Contact.awaiting_follow_up)
+    session.execute(update(Contact).where(Contact.id == contact_id).values(**values))
+
+
 def stop_follow_ups(session: Session, contact_id: int, reason: StopReason) -> int:
     """Stop the contact's active follow-up chain for good; returns how many were stopped."""
     result = session.execute(update(FollowUp).where(FollowUp.contact_id == contact_id,
@@ -69,6 +86,12 @@ def stop_follow_ups(session: Session, contact_id: int, reason: StopReason) -> in
 def is_whitelisted(session: Session, profile_id: int, phone: str) -> bool:
     return session.scalar(select(WhitelistEntry.id).where(WhitelistEntry.profile_id == profile_id,
                                                           WhitelistEntry.phone == phone)) is not None
+
+
+def whitelisted_clause() -> Exists:
+    """`is_whitelisted` of the contact a statement selects, as a column of that statement."""
+    return select(WhitelistEntry.id).where(WhitelistEntry.profile_id == Contact.profile_id,
+                                           WhitelistEntry.phone == Contact.phone).exists()
 
 
 def add_to_whitelist(session: Session, profile_id: int, phone: str, note: str = "") -> bool:

@@ -1,9 +1,10 @@
 """Inbound messages: how a message a channel shows is stored (once, cleaned, with its status), the
 rule that says which ones are answered, and the bookkeeping of a message on its way to an answer.
 
-Poll and webhook both store through `store_one`, so they deduplicate against each other. One bad
-message costs only itself: each is stored in its own savepoint, and one that cannot be read or
-stored becomes an `intake.message` dead letter (payload masked).
+Poll and webhook both store through `store_message` (the poll by way of `store_one`), so they
+deduplicate against each other. One bad message costs only itself: each is stored in its own
+savepoint (the webhook's holds the item's contact too), and one that cannot be read or stored
+becomes an `intake.message` dead letter (payload masked).
 """
 
 from __future__ import annotations
@@ -86,6 +87,14 @@ def store_message(session: Session, profile: Profile, contact: Contact, message:
             status = MessageStatus.SKIPPED
         else:
             status = MessageStatus.RECEIVED
+    with session.no_autoflush:  # the contact's changes go out once, at the end, as one UPDATE
+        return _store(session, profile, contact, message, text=text, direction=direction, author=author,
+                      status=status, now=now, history=history, human_pause=human_pause)
+
+
+def _store(session: Session, profile: Profile, contact: Contact, message: WappiMessage, *, text: str,
+           direction: Direction, author: Author, status: MessageStatus, now: float, history: bool,
+           human_pause: timedelta | None) -> int | None:
     sent_at = datetime.fromtimestamp(message.time or now, UTC)
     if status == MessageStatus.RECEIVED:
         # A late message (written while the customer's phone was offline) carries its writing

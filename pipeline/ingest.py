@@ -19,7 +19,7 @@ from db.models import Contact, Message
 from domain.answers import is_opt_out
 from domain.batching import burst_due
 from domain.states import Direction, MessageStatus
-from pipeline.contacts import is_whitelisted, opt_out_contact
+from pipeline.contacts import opt_out_contact, whitelisted_clause
 
 
 class Action(StrEnum):
@@ -44,9 +44,10 @@ def ingest_decision(session: Session, message_id: int, now: datetime, *, window:
     message = session.get(Message, message_id)
     if message is None or message.status != MessageStatus.RECEIVED or message.direction != Direction.IN:
         return IngestDecision(Action.STOP, reason="nothing to answer")
-    # One ingest at a time decides a contact's burst.
-    contact = session.scalars(select(Contact).where(Contact.id == message.contact_id).with_for_update()).one()
-    if is_whitelisted(session, contact.profile_id, contact.phone):
+    # One ingest at a time decides a contact's burst; its whitelist entry is read in the same statement.
+    contact, whitelisted = session.execute(select(Contact, whitelisted_clause()).where(
+        Contact.id == message.contact_id).with_for_update(of=Contact)).one()
+    if whitelisted:
         message.status = MessageStatus.IGNORED
         return IngestDecision(Action.STOP, reason="whitelisted")
     if is_opt_out(message.text):

@@ -46,13 +46,14 @@ def write_outbox(session: Session, *, profile_id: int, contact_id: int, key: str
                  reply_to: str | None = None, source_message_id: int | None = None) -> int | None:
     """Write the row for `key` once. Returns its id while it is unsent (to enqueue `send` with after
     the commit), None once it was sent, failed or cancelled: there is nothing to send then."""
-    insert_ignore(session, Outbox, {
+    written = insert_ignore(session, Outbox, {
         "profile_id": profile_id, "contact_id": contact_id, "idempotency_key": key, "kind": kind,
         "body": body, "reply_to_provider_id": reply_to, "source_message_id": source_message_id,
         "status": OutboxStatus.PENDING,
     }, ["idempotency_key"])
-    return session.scalar(select(Outbox.id).where(Outbox.idempotency_key == key,
-                                                  Outbox.status.in_(OUTBOX_UNSENT)))
+    if written is not None:  # new, so pending
+        return written
+    return unsent_row(session, key)
 
 
 def unsent_row(session: Session, key: str) -> int | None:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Contact, Message, Profile
+from db.session import hold
 from pipeline.credentials import decrypt, encrypt, reencrypt
 from settings import Settings, SettingsError, get_settings, parse_setting, setting_named
 
@@ -125,10 +126,16 @@ def profile_settings(session: Session, profile_id: int, base: Settings | None = 
 
 
 def message_settings(session: Session, message_id: int, base: Settings | None = None) -> Settings:
-    """The settings of the profile a stored message belongs to."""
-    profile_id = session.scalar(select(Message.profile_id).where(Message.id == message_id))
+    """The settings of the profile a stored message belongs to. One statement reads the message and
+    its profile, and the session keeps both (`hold`): the stage's own `session.get(Message, …)`
+    afterwards costs no statement."""
     base = get_settings() if base is None else base
-    return base if profile_id is None else profile_settings(session, profile_id, base)
+    loaded = session.execute(select(Message, Profile).join(Profile, Profile.id == Message.profile_id)
+                             .where(Message.id == message_id)).first()
+    if loaded is None:
+        return base
+    hold(session, *loaded)
+    return settings_for(loaded[1], base)
 
 
 def contact_settings(session: Session, contact_id: int, base: Settings | None = None) -> Settings:

@@ -24,10 +24,12 @@ def ensure_profile(session: Session, settings: Settings) -> Profile:
     """The profile from the environment, created on first use. WHITELIST is applied once per
     process start (numbers added to it since are added; removing one stays a CLI action, so a
     number removed with the CLI but left in WHITELIST comes back at the next start)."""
-    insert_ignore(session, Profile, {"provider": "wappi", "profile_id": settings.wappi_profile_id,
-                                     "name": settings.profile_name, "active": True}, ["profile_id"])
-    profile = session.scalars(select(Profile).where(
-        Profile.profile_id == settings.wappi_profile_id)).one()
+    find = select(Profile).where(Profile.profile_id == settings.wappi_profile_id)
+    profile = session.scalars(find).one_or_none()  # one statement once it exists
+    if profile is None:
+        insert_ignore(session, Profile, {"provider": "wappi", "profile_id": settings.wappi_profile_id,
+                                         "name": settings.profile_name, "active": True}, ["profile_id"])
+        profile = session.scalars(find).one()
     applied = (settings.wappi_profile_id, tuple(settings.whitelist))
     if applied not in _whitelist_applied:
         added = [phone for phone in settings.whitelist

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -290,25 +291,27 @@ def run_respond(sessions: SessionFactory, gemini: GeminiClient, message_id: int,
     """Answer the burst `message_id` closes: read the context, ask the agent (outside any
     transaction), and write the reply. Returns the outbox id to send, or None. One step per
     contact at a time. The business's facts, hours and knowledge base are its profile's."""
-    with sessions() as session:
-        contact_id = waiting_contact(session, message_id)
-        business = message_settings(session, message_id, settings)
-    if contact_id is None:
-        return None
-    if business.reply_agent == "agno":  # this business's replies are written by its own agent
-        return answer_by_agent(sessions, message_id, business, agents)
-    knowledge_base = kb_base(business.kb_dir, settings.kb_dir)
-    settings = business
-    hours = WorkingHours.from_settings(settings)
-    with contact_turn(contact_id):
-        now = now or datetime.now(UTC)
+    now = now or datetime.now(UTC)
+    with ExitStack() as turn:
         with sessions() as session:
-            context = reply_context(session, message_id, history_limit=settings.history_limit,
-                                    business_name=settings.business_name,
-                                    current_datetime=human_datetime(now, settings.timezone),
-                                    working_hours=f"{hours.describe()} ({settings.timezone})",
-                                    kb_budget=settings.kb_token_budget, max_chars=settings.max_message_chars,
-                                    kb_base=knowledge_base)
+            business = message_settings(session, message_id, settings)
+            contact_id = waiting_contact(session, message_id)
+            if contact_id is None:
+                return None
+            external = business.reply_agent == "agno"  # this business's replies are written by its own agent
+            if not external:
+                # The contact's turn is taken before anything about the contact is read: one
+                # transaction reads the message, the settings and the context.
+                turn.enter_context(contact_turn(contact_id))
+                hours = WorkingHours.from_settings(business)
+                context = reply_context(session, message_id, history_limit=business.history_limit,
+                                        business_name=business.business_name,
+                                        current_datetime=human_datetime(now, business.timezone),
+                                        working_hours=f"{hours.describe()} ({business.timezone})",
+                                        kb_budget=business.kb_token_budget, max_chars=business.max_message_chars,
+                                        kb_base=kb_base(business.kb_dir, settings.kb_dir))
+        if external:
+            return answer_by_agent(sessions, message_id, business, agents)
         if context is None:  # answered already, or nothing to answer
             return None
         result = answer_customer(gemini, context.contents, context.system_instruction, hours, now)
@@ -317,6 +320,6 @@ def run_respond(sessions: SessionFactory, gemini: GeminiClient, message_id: int,
                      contact_id, result.refused)
         with sessions() as session:
             return commit_reply(session, context, result.reply, result.answers, booked_at=result.booked_at,
-                                timezone=settings.timezone,
-                                opt_out_text=settings.opt_out_confirmation if result.opt_out else None,
+                                timezone=business.timezone,
+                                opt_out_text=business.opt_out_confirmation if result.opt_out else None,
                                 call_requested=result.booked_at is not None or result.refused is not None)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from clients.channel import (
@@ -55,7 +55,7 @@ from domain.states import (
 )
 from infra.ratelimit import TokenBucket
 from infra.redis import get_redis, key
-from pipeline.contacts import note_message
+from pipeline.contacts import note_bot_message
 from pipeline.locks import Defer, lock_seconds
 from pipeline.outbox import follow_up_chain_of
 from pipeline.profile_settings import settings_for
@@ -119,12 +119,19 @@ def claim(session: Session, outbox_id: int, now: datetime) -> Claim | None:
     if row is None:
         log.warning("send: outbox row %s does not exist", outbox_id)
         return None
+    return claim_row(session, row, now)
+
+
+def claim_row(session: Session, row: Outbox, now: datetime, anchor: int | None = None) -> Claim | None:
+    """`claim` for a row this transaction has locked (SELECT … FOR UPDATE). `anchor`: the chat's
+    newest Wappi time when the caller read it already."""
     if row.status not in OUTBOX_UNSENT:
         return None
-    anchor = row.history_anchor
-    if anchor is None:  # fixed before the first send call, never moved after it
+    if row.history_anchor is not None:  # fixed before the first send call, never moved after it
+        anchor = row.history_anchor
+    elif anchor is None:
         anchor = history_anchor(session, row.contact_id)
-    session.execute(update(Outbox).where(Outbox.id == outbox_id).values(
+    session.execute(update(Outbox).where(Outbox.id == row.id).values(
         status=OutboxStatus.SENDING, attempts=Outbox.attempts + 1, history_anchor=anchor, last_send_at=now,
         next_attempt_at=None, updated_at=now))
     contact = session.get(Contact, row.contact_id)
@@ -214,16 +221,28 @@ def note_deferred(session: Session, outbox_id: int, due: datetime) -> None:
                     .values(next_attempt_at=due))
 
 
-def waits_for_older(session: Session, outbox_id: int, contact_id: int) -> bool:
-    """An older row of the same chat is still unsent: it goes first, so a chat reads in order."""
-    return session.scalar(select(Outbox.id).where(
-        Outbox.contact_id == contact_id, Outbox.id < outbox_id,
-        Outbox.status.in_(OUTBOX_UNSENT)).limit(1)) is not None
+@dataclass(frozen=True)
+class ChatFacts:
+    wrote: bool  # the chat ever wrote to its profile (`never_wrote` is its negation)
+    older_unsent: bool  # an older row of the chat is unsent: it goes first, so a chat reads in order
+    anchor: int | None  # `history_anchor`
+
+
+def chat_facts(session: Session, outbox_id: int, contact_id: int) -> ChatFacts:
+    """What the send stage asks about the chat, in one round trip: did it ever write (`never_wrote`),
+    is an older row of it unsent, and its newest Wappi time (`history_anchor`)."""
+    wrote = select(Message.id).where(Message.contact_id == contact_id, Message.direction == Direction.IN).exists()
+    older = select(Outbox.id).where(Outbox.contact_id == contact_id, Outbox.id < outbox_id,
+                                    Outbox.status.in_(OUTBOX_UNSENT)).exists()
+    newest = select(func.max(Message.sent_at)).where(Message.contact_id == contact_id).scalar_subquery()
+    row = session.execute(select(wrote, older, newest)).one()
+    return ChatFacts(wrote=bool(row[0]), older_unsent=bool(row[1]),
+                     anchor=int(row[2].timestamp()) if row[2] is not None else None)
 
 
 def replies_waiting(session: Session, profile_id: int, contact_id: int) -> bool:
     """A message to a customer (not a follow-up touch) of this profile waits to be sent. Another
-    chat's only: in its own chat the older row goes first (`waits_for_older`)."""
+    chat's only: in its own chat the older row goes first (`ChatFacts.older_unsent`)."""
     return session.scalar(select(Outbox.id).where(
         Outbox.profile_id == profile_id, Outbox.contact_id != contact_id, Outbox.kind != OutboxKind.FOLLOW_UP,
         Outbox.status == OutboxStatus.PENDING).limit(1)) is not None
@@ -309,25 +328,21 @@ def cancel_touch(session: Session, row: Outbox, reason: StopReason) -> None:
 
 
 def mark_sent(session: Session, outbox_id: int, result: SendResult) -> None:
-    row = session.get(Outbox, outbox_id)
-    assert row is not None
     now = datetime.now(UTC)
     # Wappi's clock, like the customer messages' times, so the conversation sorts right.
     sent_at = datetime.fromtimestamp(result.time, UTC) if result.time else now
-    session.execute(update(Outbox).where(Outbox.id == outbox_id).values(
+    row = session.execute(update(Outbox).where(Outbox.id == outbox_id).values(
         status=OutboxStatus.SENT, provider_message_id=result.message_id, sent_at=now, error=None,
-        next_attempt_at=None, updated_at=now))
+        next_attempt_at=None, updated_at=now).returning(
+        Outbox.profile_id, Outbox.contact_id, Outbox.body, Outbox.kind)).one()
     # The poll may have stored our message already (it sees it in the chat): that row stays.
     insert_ignore(session, Message, {
         "profile_id": row.profile_id, "contact_id": row.contact_id,
         "provider_message_id": result.message_id, "direction": Direction.OUT, "author": Author.BOT,
         "type": "chat", "text": row.body, "status": MessageStatus.SENT, "sent_at": sent_at,
     }, ["profile_id", "provider_message_id"])
-    contact = session.get(Contact, row.contact_id)
-    if contact is not None:
-        note_message(session, contact, Author.BOT, sent_at)
-        if row.kind == OutboxKind.REPLY and contact.last_author == Author.BOT:
-            contact.awaiting_follow_up = True  # the follow-up sweep watches this silence
+    # A reply that is the chat's newest message starts the silence the follow-up sweep watches.
+    note_bot_message(session, row.contact_id, sent_at, starts_silence=row.kind == OutboxKind.REPLY)
 
 
 def mark_failed(session: Session, outbox_id: int, error: str) -> None:
@@ -364,7 +379,15 @@ class _Run:
 
     def wait_for_limits(self, profile_id: str, contact_id: int, *, per_minute: int, bot: bool) -> None:
         """Defer while the chat's gap or the profile's send limit (`per_minute`, warmed up) says "not
-        yet". A bot keeps within Telegram's limits too: 1 message a second a chat, 30 a second."""
+        yet"."""
+        hold = self.limits_hold(profile_id, contact_id, per_minute=per_minute, bot=bot)
+        if hold is not None:
+            self.defer(*hold)
+
+    def limits_hold(self, profile_id: str, contact_id: int, *, per_minute: int, bot: bool) -> tuple[str, float] | None:
+        """Take the send's place under the chat's gap and the profile's send limit (`per_minute`,
+        warmed up), or say why not yet and for how long. A bot keeps within Telegram's limits too:
+        1 message a second a chat, 30 a second."""
         settings = self.settings
         least_gap = max(settings.send_chat_gap_min, TELEGRAM_CHAT_GAP) if bot else settings.send_chat_gap_min
         if bot:
@@ -377,9 +400,10 @@ class _Run:
         decision = bucket.take(key("chat-gap", profile_id, contact_id), min_gap=least_gap,
                                max_gap=max(settings.send_chat_gap_max, least_gap))
         if decision.chat_gap > 0:
-            self.defer(f"chat {contact_id} got a message moments ago", decision.chat_gap)
+            return f"chat {contact_id} got a message moments ago", decision.chat_gap
         if not decision.allowed:
-            self.defer(f"profile {profile_id} is at its send limit", decision.retry_after + random.uniform(0, 0.5))
+            return f"profile {profile_id} is at its send limit", decision.retry_after + random.uniform(0, 0.5)
+        return None
 
     def wait_while_down(self, wappi: Channel, created_at: datetime, reason: str) -> None:
         """Hold the row while its profile is down; return when it is back. One status check per
@@ -422,25 +446,37 @@ def profile_reason(wappi: Channel, error: ChannelAuthError | None = None) -> str
         raise
 
 
+# The row (locked: the send stage is its one writer while it runs), its profile and its contact, in
+# one round trip. Built once: a statement built per call costs more Python than its round trip.
+ROW_TO_SEND = (select(Outbox, Profile, Contact).join(Profile, Profile.id == Outbox.profile_id)
+               .join(Contact, Contact.id == Outbox.contact_id).where(Outbox.id == bindparam("outbox_id"))
+               .with_for_update(of=Outbox))
+
+
 def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
              wappi_for: Callable[[str], Channel]) -> int | None:
     """Deliver the row, or Defer while something holds it. Returns the id once sent, None when there
-    is nothing to send (sent already, cancelled, failed for good). The caller holds the row's lock."""
+    is nothing to send (sent already, cancelled, failed for good). The caller holds the row's lock.
+
+    The usual case (a pending reply, its profile up, nothing older in the chat) reads, takes its
+    place under the send limits and claims the row in one transaction; anything that may hold the
+    row (an unclear earlier send, a profile that is down, the proactive cap, a touch giving way)
+    goes the long way, one step after the other."""
     now = datetime.now(UTC)
+    hold: tuple[str, float] | None = None
+    claimed: Claim | None = None
     with sessions() as session:
-        row = session.get(Outbox, outbox_id)
-        if row is None or row.status not in OUTBOX_UNSENT:
+        loaded = session.execute(ROW_TO_SEND, {"outbox_id": outbox_id}).first()
+        if loaded is None or loaded[0].status not in OUTBOX_UNSENT:
             return None
+        row, profile, contact = loaded
         if row.status == OutboxStatus.PENDING and (stale := stale_touch_reason(session, row, now)) is not None:
             cancel_touch(session, row, stale)
             return None
-        profile = session.get(Profile, row.profile_id)
-        contact = session.get(Contact, row.contact_id)
-        assert profile is not None and contact is not None
         if contact.unreachable_at is not None:
             settle_unreachable(session, outbox_id, contact.unreachable_reason or "the customer cannot be reached", now)
             return None
-        stranger = never_wrote(session, contact.id)
+        facts = chat_facts(session, outbox_id, contact.id)
         settings = settings_for(profile, settings)
         provider_profile, contact_id, created_at = profile.profile_id, contact.id, row.created_at
         profile_db_id, proactive = profile.id, row.kind in PROACTIVE_KINDS
@@ -448,48 +484,57 @@ def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
         per_minute, _day = warmup_rate(settings.send_rate_per_minute, settings.warmup_schedule,
                                        profile.warmup_from, now)
         held_for = profile.down_reason
-        older_first = waits_for_older(session, outbox_id, contact_id)
         # Replies go before touches; the send limit is shared, so a touch gives way to them.
         yields = row.kind == OutboxKind.FOLLOW_UP and row.status == OutboxStatus.PENDING \
             and replies_waiting(session, profile.id, contact_id)
-        # An earlier send call may have reached Wappi; read here, in this transaction (the caller
-        # holds the row's lock, so its state cannot change before we look).
+        # An earlier send call may have reached Wappi; read here, in this transaction (the row is
+        # locked, so its state cannot change before we look).
         unclear = unclear_claim(session, outbox_id)
-    if stranger:
+        run = _Run(sessions, settings, outbox_id)
+        usual = facts.wrote and not facts.older_unsent and not yields and held_for is None and unclear is None \
+            and not proactive
+        if usual:
+            hold = run.limits_hold(provider_profile, contact_id, per_minute=per_minute, bot=bot)
+            if hold is None:
+                claimed = claim_row(session, row, datetime.now(UTC), anchor=facts.anchor)
+            else:
+                note_deferred(session, outbox_id, datetime.now(UTC) + timedelta(seconds=hold[1]))
+    if hold is not None:
+        raise Defer(*hold)
+    if not facts.wrote:
         raise NeverWrote(f"outbox {outbox_id}: chat {contact_id} never wrote to profile {provider_profile}; "
                          "the pipeline only answers (writing first to strangers gets numbers banned)")
-    run = _Run(sessions, settings, outbox_id)
-    if older_first:
-        run.defer(f"an older message to chat {contact_id} goes first", ORDER_WAIT)
-    if yields:
-        run.defer("replies to customers are waiting; the touch goes after them", yield_wait())
     wappi = wappi_for(provider_profile)
-    if held_for is not None:
-        run.wait_while_down(wappi, created_at, held_for)
+    if not usual:
+        if facts.older_unsent:
+            run.defer(f"an older message to chat {contact_id} goes first", ORDER_WAIT)
+        if yields:
+            run.defer("replies to customers are waiting; the touch goes after them", yield_wait())
+        if held_for is not None:
+            run.wait_while_down(wappi, created_at, held_for)
 
-    # An earlier send call may have reached Wappi: look before sending again.
-    if unclear is not None:
-        item, last_send_at = unclear
-        outcome = reconcile(wappi, item, last_send_at, datetime.now(UTC), settle=settings.reconcile_settle,
-                            recheck=settings.reconcile_recheck, taken=run.taken)
-        if isinstance(outcome, SendResult):
-            log.info("send: outbox %s was already delivered as %s; not sending again",
-                     outbox_id, outcome.message_id)
-            return run.finish(outcome)
-        if isinstance(outcome, Wait):
-            run.defer(f"outbox {outbox_id}: {outcome.reason}", outcome.seconds + random.uniform(0, 0.5))
+        # An earlier send call may have reached Wappi: look before sending again.
+        if unclear is not None:
+            item, last_send_at = unclear
+            outcome = reconcile(wappi, item, last_send_at, datetime.now(UTC), settle=settings.reconcile_settle,
+                                recheck=settings.reconcile_recheck, taken=run.taken)
+            if isinstance(outcome, SendResult):
+                log.info("send: outbox %s was already delivered as %s; not sending again",
+                         outbox_id, outcome.message_id)
+                return run.finish(outcome)
+            if isinstance(outcome, Wait):
+                run.defer(f"outbox {outbox_id}: {outcome.reason}", outcome.seconds + random.uniform(0, 0.5))
 
-    run.wait_for_limits(provider_profile, contact_id, per_minute=per_minute, bot=bot)
-    capped = False
-    with sessions() as session:
-        if proactive and not take_proactive_slot(session, profile_db_id, outbox_id, datetime.now(UTC),
-                                                 cap=settings.proactive_daily_cap, timezone=settings.timezone):
-            capped = True
-            claimed = None
-        else:
-            claimed = claim(session, outbox_id, datetime.now(UTC))
-    if capped:
-        run.defer(f"profile {provider_profile}: proactive messages are held (daily cap)", PROACTIVE_HOLD)
+        run.wait_for_limits(provider_profile, contact_id, per_minute=per_minute, bot=bot)
+        capped = False
+        with sessions() as session:
+            if proactive and not take_proactive_slot(session, profile_db_id, outbox_id, datetime.now(UTC),
+                                                     cap=settings.proactive_daily_cap, timezone=settings.timezone):
+                capped = True
+            else:
+                claimed = claim(session, outbox_id, datetime.now(UTC))
+        if capped:
+            run.defer(f"profile {provider_profile}: proactive messages are held (daily cap)", PROACTIVE_HOLD)
     if claimed is None:
         return None
     try:

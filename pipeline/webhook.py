@@ -14,7 +14,7 @@ from clients.wappi import parse_message, parse_telegram_message
 from db.models import Profile
 from domain.states import Provider
 from pipeline.contacts import upsert_contact
-from pipeline.inbound import is_history, record_rejected, store_one
+from pipeline.inbound import is_history, record_rejected, store_message
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +77,21 @@ def store_webhook(session: Session, profile_id: int, items: list[object], *, now
             continue
         if not message.is_person or not message.phone.isdigit():
             continue  # groups, channels, broadcasts, status updates, an @lid without a phone
+        history = is_history(message, first_start=False, boundary=boundary, now=now,
+                             stale_after=stale_after, previous_poll=previous_poll)
         try:
-            with session.begin_nested():
+            with session.begin_nested():  # one savepoint an item: its contact and its message
                 chat_id = message.chat_id if telegram else f"{message.phone}@c.us"
                 contact = upsert_contact(session, profile.id, message.phone, chat_id,
                                          push_name=message.sender_name if not message.from_me else "",
                                          full_name=message.contact_name if not message.from_me else "")
+                row_id = store_message(session, profile, contact, message, now=now, history=history,
+                                       human_pause=human_pause)
         except OperationalError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a contact that cannot be stored skips its item
+            raise  # a database that is down is no item's fault
+        except Exception as exc:  # noqa: BLE001 - an item that cannot be stored costs only itself
             record_rejected(session, profile.id, "webhook", item, f"{type(exc).__name__}: {exc}")
             continue
-        history = is_history(message, first_start=False, boundary=boundary, now=now,
-                             stale_after=stale_after, previous_poll=previous_poll)
-        row_id = store_one(session, profile, contact, message, source="webhook", now=now,
-                           history=history, human_pause=human_pause)
         if row_id is not None:
             to_answer.append(row_id)
     return to_answer

@@ -28,12 +28,15 @@ from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from celeryconfig import MAX_COUNTDOWN
 from clients.agent_platform import AgentTransientError
 from clients.channel import ChannelTransientError
 from clients.gemini import GeminiTransientError
+from db.models import Message
 from db.session import SessionFactory, session_scope
+from domain.states import MessageStatus
 from infra.logging import log_context, mask_text
 from infra.redis import get_redis, key
 from pipeline.dead_letters import write_dead_letter
@@ -209,6 +212,19 @@ class PipelineTask(Task):
                   values["exception"])
 
 
+def stamp_stage_start(session: Session, message_id: int, now: datetime) -> None:
+    """Stamp the burst of `message_id` as due now, unless the message, as this transaction already
+    read it, carries a stamp under STAGE_START_SLACK old: then the previous stage's stamp stands and
+    no statement is sent. Any stamp that wrote this message's also wrote every other stale message
+    of its burst (one UPDATE of the burst), so none of them is more than twice the slack old, far
+    inside the recovery sweep's two-minute margin."""
+    message = session.identity_map.get(identity_key(Message, message_id))
+    if isinstance(message, Message) and message.status == MessageStatus.RECEIVED \
+            and message.next_attempt_at is not None and now - STAGE_START_SLACK <= message.next_attempt_at <= now:
+        return
+    mark_burst_due(session, message_id, now, slack=STAGE_START_SLACK)
+
+
 def _masked(value: Any) -> Any:
     """Strings inside task arguments masked like logs; ids (ints) stay, so replay still works."""
     if isinstance(value, str):
@@ -239,7 +255,7 @@ class MessageStageTask(PipelineTask):
             with session_scope() as session:
                 yield session
                 if pending:
-                    mark_burst_due(session, pending.pop(), datetime.now(UTC), slack=STAGE_START_SLACK)
+                    stamp_stage_start(session, pending.pop(), datetime.now(UTC))
 
         return sessions
 

@@ -145,10 +145,11 @@ def webhook_view(environ: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     groups = items_by_profile(items, settings.wappi_profile_id) or {settings.wappi_profile_id: []}
     new: list[int] = []
     with session_scope() as session:
-        ensure_profile(session, settings)
+        environment_profile = ensure_profile(session, settings)
         targets: list[tuple[int, list[object]]] = []
         for provider_id, group in groups.items():
-            profile = session.scalars(select(Profile).where(Profile.profile_id == provider_id)).one_or_none()
+            profile = environment_profile if provider_id == environment_profile.profile_id else \
+                session.scalars(select(Profile).where(Profile.profile_id == provider_id)).one_or_none()
             if profile is None or not profile.active or profile.provider == Provider.TELEGRAM_BOT:
                 log.warning("webhook refused: profile %r is unknown or disabled (%d item(s))", provider_id, len(group))
                 return "404 Not Found", {"error": f"unknown or disabled profile {provider_id!r}"}

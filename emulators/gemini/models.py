@@ -2,7 +2,8 @@
 scripted answers and the fault injector.
 
 A scripted item is a JSON object consumed by one call: ``{"text": ...}``, ``{"json": ...}``,
-``{"raw": <whole response body>}``, ``{"status": 429, "retry_delay": "2s"}``, ``{"blocked": true}``,
+``{"raw": <whole response body>}``, ``{"body": "<text sent as it is, not JSON>"}``,
+``{"status": 429, "retry_delay": "2s"}``, ``{"blocked": true}``,
 ``{"finish_reason": "SAFETY"}``, optionally with ``"delay"`` (seconds) and ``"match"``: the item
 then goes only to a call whose request JSON contains that string (a contact's name, say).
 """

@@ -36,6 +36,8 @@ class GenerateContent:
         status = int(item.get("status", 200))
         if "raw" in item:
             return status, item["raw"]
+        if "body" in item:
+            return status, wire.RawBody(str(item["body"]))
         if status != 200:
             return status, wire.error_body(status, item.get("message"), str(item.get("retry_delay", "1s")))
         chars = conversation.prompt_chars

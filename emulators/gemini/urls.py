@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from emulators.gemini.wire import JSON_CONTENT_TYPE, error_body
+from emulators.gemini.wire import JSON_CONTENT_TYPE, RawBody, error_body
 from emulators.server import Request, Response, json_response
 
 LOG = logging.getLogger(__name__)
@@ -25,6 +25,8 @@ Control = Callable[[str, str, Any], tuple[int, Any]]
 
 
 def _answer(status: int, payload: Any) -> Response:
+    if isinstance(payload, RawBody):  # a scripted body sent as it is: not JSON (a proxy's page)
+        return Response(status, payload.text.encode("utf-8"), payload.content_type)
     return json_response(status, payload, JSON_CONTENT_TYPE)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
@@ -112,3 +113,11 @@ def blocked_response(model: str, prompt_chars: int, block_reason: str) -> dict[s
         "modelVersion": model,
         "responseId": response_id(),
     }
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A response body sent byte for byte, not as JSON: what a proxy or a broken gateway answers."""
+
+    text: str
+    content_type: str = "text/html; charset=utf-8"

@@ -22,10 +22,10 @@ from domain.answers import is_opt_out, short_answer
 from domain.states import Author
 from emulators.gemini import GeminiEmulator
 from emulators.wappi import WappiEmulator
-from pipeline.contacts import note_message
+from pipeline.contacts import note_bot_message, note_message
 from pipeline.followup import answer_meaning, claim_due
 from tests.support import chain
-from tests.support.db import rows_in
+from tests.support.db import add_contact, rows_in
 from tests.support.emulators import replies_to
 from tests.support.env import PROFILE_ID
 from tests.support.followup import ALMATY, T0, lead_went_silent, run_ladder_until
@@ -203,3 +203,25 @@ def test_two_concurrent_sweeps_never_claim_a_touch_twice(due_chains: set[int]) -
     everything = claims[0] + claims[1]
     assert len(everything) == len(set(everything))  # no touch claimed twice
     assert sorted(chain_id for chain_id, _ in everything if chain_id in due_chains) == sorted(due_chains)
+
+
+@pytest.mark.parametrize(("before", "reply_at", "kind_reply", "after"), [
+    # (last author, last message at (hours after T0), awaiting) before; the bot's message at; a reply?;
+    # the summary after, as the follow-up sweep reads it
+    ((None, None, False), 1, True, ("bot", 1, True)),                  # the first message of the chat
+    (("customer", 0, False), 1, True, ("bot", 1, True)),               # the bot answers: silence starts
+    (("customer", 2, False), 1, True, ("customer", 2, False)),         # the customer wrote after it
+    (("bot", 2, False), 1, True, ("bot", 2, True)),                    # an older reply; the bot still last
+    (("customer", 0, False), 1, False, ("bot", 1, False)),             # a touch or a notice: no new silence
+])
+def test_a_sent_message_moves_the_chat_summary_as_note_message_would(
+        session: Session, before: tuple[str | None, int | None, bool], reply_at: int, kind_reply: bool,
+        after: tuple[str, int, bool]) -> None:
+    author, at, awaiting = before
+    contact_id, _profile = add_contact(session, "77001230000", last_author=author, awaiting_follow_up=awaiting,
+                                       last_message_at=None if at is None else T0 + timedelta(hours=at))
+    note_bot_message(session, contact_id, T0 + timedelta(hours=reply_at), starts_silence=kind_reply)
+    row = rows_in(session, "SELECT last_author, last_message_at, awaiting_follow_up FROM contacts WHERE id = :id",
+                  id=contact_id)[0]
+    assert (row.last_author, row.last_message_at, row.awaiting_follow_up) == (
+        after[0], T0 + timedelta(hours=after[1]), after[2])

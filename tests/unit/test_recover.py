@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from db.models import Message
 from db.session import SessionFactory
 from emulators.wappi import WappiEmulator
 from pipeline.inbound import mark_burst_due
 from pipeline.recover import MARGIN, message_stage_limit, stranded_messages, stranded_outbox
 from settings import get_settings
-from tasks.base import STAGE_START_SLACK
+from tasks.base import STAGE_START_SLACK, stamp_stage_start
 from tests.support import chain
 from tests.support.db import rows_in
 from tests.support.emulators import customer_says, replies_to
@@ -107,3 +108,36 @@ def test_a_stage_start_keeps_a_stamp_moments_old(sessions: SessionFactory, sessi
     assert stamp() == later  # too old to keep
     mark_burst_due(session, message_id, now, slack=STAGE_START_SLACK)
     assert stamp() == now  # a stamp in the future (a countdown) is replaced by the start
+
+
+def test_a_stage_start_that_read_a_fresh_stamp_leaves_the_burst_as_it_is(
+        sessions: SessionFactory, session: Session, wappi: WappiEmulator) -> None:
+    """The stage read its message in its first transaction: a stamp under the slack old stands (no
+    statement), one older is renewed for the whole burst; either way every message of the burst is
+    held for at most twice the slack, inside the sweep's margin."""
+    first_conversation(sessions, wappi)
+    now = datetime.now(UTC)
+    older = store_lost_message(session, customer_says(wappi, PHONE, "А доставка есть?"), now,
+                               age=timedelta(minutes=1), next_attempt_in=timedelta(seconds=-25))
+    newest = store_lost_message(session, customer_says(wappi, PHONE, "И оплата картой?"), now,
+                                age=timedelta(minutes=1), next_attempt_in=timedelta(seconds=-5))
+
+    def stamps() -> list[datetime]:
+        return [row[0] for row in rows_in(session, "SELECT next_attempt_at FROM messages WHERE id IN (:a, :b) "
+                                                   "ORDER BY id", a=older, b=newest)]
+
+    with sessions() as stage:
+        assert stage.get(Message, newest) is not None  # what the stage read first
+        stamp_stage_start(stage, newest, now)
+    assert stamps() == [now - timedelta(seconds=25), now - timedelta(seconds=5)]  # both kept
+    assert all(now - stamp < 2 * STAGE_START_SLACK < MARGIN for stamp in stamps())
+
+    later = now + STAGE_START_SLACK
+    with sessions() as stage:
+        assert stage.get(Message, newest) is not None
+        stamp_stage_start(stage, newest, later)
+    assert stamps() == [later, later]  # the newest's stamp was too old: the burst is stamped again
+
+    with sessions() as stage:  # a stage that did not read the message stamps as before
+        stamp_stage_start(stage, older, later + STAGE_START_SLACK * 2)
+    assert stamps() == [later + STAGE_START_SLACK * 2] * 2
