@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import snowballstemmer
 from rank_bm25 import BM25Okapi
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from db.models import KnowledgeChunk, KnowledgeFile
@@ -63,10 +63,13 @@ class Index:
         return sorted(chosen, key=lambda chunk: chunk.order)
 
 
+BASE_VERSION = (select(func.count(KnowledgeChunk.id), func.max(KnowledgeChunk.id))
+                .join(KnowledgeFile, KnowledgeFile.id == KnowledgeChunk.file_id)
+                .where(KnowledgeFile.base == bindparam("base")))  # built once: asked at every answer
+
+
 def _version(session: Session, base: str) -> tuple[int, int]:
-    count, newest = session.execute(select(func.count(KnowledgeChunk.id), func.max(KnowledgeChunk.id))
-                                    .join(KnowledgeFile, KnowledgeFile.id == KnowledgeChunk.file_id)
-                                    .where(KnowledgeFile.base == base)).one()
+    count, newest = session.execute(BASE_VERSION, {"base": base}).one()
     return int(count or 0), int(newest or 0)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Exists, case, or_, select, update
+from sqlalchemy import Update, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Contact, FollowUp, Message, WhitelistEntry, utcnow
@@ -59,20 +59,31 @@ def note_message(session: Session, contact: Contact, author: Author, sent_at: da
         stop_follow_ups(session, contact.id, reason)
 
 
-def note_bot_message(session: Session, contact_id: int, sent_at: datetime, *, starts_silence: bool) -> None:
-    """`note_message` for a message the bot sent, as one UPDATE (no read of the contact first): the
-    summary moves to it when it is the chat's newest; with `starts_silence` (a reply), the contact
-    then awaits a follow-up when the bot has the last word. SET expressions read the row as it was."""
-    newest = or_(Contact.last_message_at.is_(None), Contact.last_message_at <= sent_at)
+def _bot_message_update(starts_silence: bool) -> Update:
+    newest = or_(Contact.last_message_at.is_(None), Contact.last_message_at <= bindparam("sent_at"))
     values: dict[str, Any] = {
-        "last_message_at": case((newest, sent_at), else_=Contact.last_message_at),
+        "last_message_at": case((newest, bindparam("sent_at")), else_=Contact.last_message_at),
         "last_author": case((newest, Author.BOT.value), else_=Contact.last_author),
-        "updated_at": utcnow(),
+        "updated_at": bindparam("now"),
     }
     if starts_silence:
         values["awaiting_follow_up"] = case((or_(newest, Contact.last_author == Author.BOT.value), True),
                                             else_=Contact.awaiting_follow_up)
-    session.execute(update(Contact).where(Contact.id == contact_id).values(**values))
+    return (update(Contact).where(Contact.id == bindparam("contact_id")).values(**values)
+            .execution_options(synchronize_session=False))
+
+
+# Built once, with and without the follow-up silence (a statement built per call costs about as much
+# Python as its round trip).
+BOT_MESSAGE_UPDATES = {starts: _bot_message_update(starts) for starts in (False, True)}
+
+
+def note_bot_message(session: Session, contact_id: int, sent_at: datetime, *, starts_silence: bool) -> None:
+    """`note_message` for a message the bot sent, as one UPDATE (no read of the contact first): the
+    summary moves to it when it is the chat's newest; with `starts_silence` (a reply), the contact
+    then awaits a follow-up when the bot has the last word. SET expressions read the row as it was."""
+    session.execute(BOT_MESSAGE_UPDATES[starts_silence],
+                    {"contact_id": contact_id, "sent_at": sent_at, "now": utcnow()})
 
 
 def stop_follow_ups(session: Session, contact_id: int, reason: StopReason) -> int:
@@ -88,10 +99,9 @@ def is_whitelisted(session: Session, profile_id: int, phone: str) -> bool:
                                                           WhitelistEntry.phone == phone)) is not None
 
 
-def whitelisted_clause() -> Exists:
-    """`is_whitelisted` of the contact a statement selects, as a column of that statement."""
-    return select(WhitelistEntry.id).where(WhitelistEntry.profile_id == Contact.profile_id,
-                                           WhitelistEntry.phone == Contact.phone).exists()
+WHITELISTED = select(WhitelistEntry.id).where(WhitelistEntry.profile_id == Contact.profile_id,
+                                              WhitelistEntry.phone == Contact.phone).exists()
+"""`is_whitelisted` of the contact a statement selects, as a column of that statement."""
 
 
 def add_to_whitelist(session: Session, profile_id: int, phone: str, note: str = "") -> bool:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from db.models import Contact, Message
@@ -27,12 +27,16 @@ class Turn:
     text: str
 
 
+# Built once (a statement built per call costs about as much Python as its round trip).
+LAST_MESSAGES = (select(Message).where(Message.contact_id == bindparam("contact_id"))
+                 .order_by(Message.sent_at.desc(), Message.id.desc()).limit(bindparam("limit")))
+
+
 def conversation_turns(session: Session, contact_id: int, limit: int, max_chars: int = 4000) -> list[Turn]:
     """The contact's last `limit` messages, oldest first, as model turns. This contact's only.
 
     A message longer than `max_chars` is cut, with a note saying so (Unicode and emoji intact)."""
-    rows = session.scalars(select(Message).where(Message.contact_id == contact_id)
-                           .order_by(Message.sent_at.desc(), Message.id.desc()).limit(limit)).all()
+    rows = session.scalars(LAST_MESSAGES, {"contact_id": contact_id, "limit": limit}).all()
     turns: list[Turn] = []
     for row in reversed(rows):
         text = row.text

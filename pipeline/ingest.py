@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from db.models import Contact, Message
 from domain.answers import is_opt_out
 from domain.batching import burst_due
 from domain.states import Direction, MessageStatus
-from pipeline.contacts import opt_out_contact, whitelisted_clause
+from pipeline.contacts import WHITELISTED, opt_out_contact
 
 
 class Action(StrEnum):
@@ -38,6 +38,14 @@ class IngestDecision:
     voice: bool = False  # GO: the burst holds a voice note still to transcribe
 
 
+# Built once (a statement built per call costs about as much Python as its round trip): the contact,
+# locked, with its whitelist entry; the burst, the contact's unanswered messages.
+CONTACT_TO_DECIDE = select(Contact, WHITELISTED).where(Contact.id == bindparam("contact_id")).with_for_update(
+    of=Contact)
+BURST = select(Message).where(Message.contact_id == bindparam("contact_id"), Message.direction == Direction.IN,
+                              Message.status == MessageStatus.RECEIVED).order_by(Message.id)
+
+
 def ingest_decision(session: Session, message_id: int, now: datetime, *, window: float, max_wait: float,
                     cap: int, opt_out_text: str) -> IngestDecision:
     """Should this stored customer message be answered, and when?"""
@@ -45,8 +53,7 @@ def ingest_decision(session: Session, message_id: int, now: datetime, *, window:
     if message is None or message.status != MessageStatus.RECEIVED or message.direction != Direction.IN:
         return IngestDecision(Action.STOP, reason="nothing to answer")
     # One ingest at a time decides a contact's burst; its whitelist entry is read in the same statement.
-    contact, whitelisted = session.execute(select(Contact, whitelisted_clause()).where(
-        Contact.id == message.contact_id).with_for_update(of=Contact)).one()
+    contact, whitelisted = session.execute(CONTACT_TO_DECIDE, {"contact_id": message.contact_id}).one()
     if whitelisted:
         message.status = MessageStatus.IGNORED
         return IngestDecision(Action.STOP, reason="whitelisted")
@@ -57,9 +64,7 @@ def ingest_decision(session: Session, message_id: int, now: datetime, *, window:
     if contact.paused_until is not None and contact.paused_until > now:
         message.status = MessageStatus.PAUSED
         return IngestDecision(Action.STOP, reason="a human is answering this contact")
-    burst = list(session.scalars(select(Message).where(
-        Message.contact_id == contact.id, Message.direction == Direction.IN,
-        Message.status == MessageStatus.RECEIVED).order_by(Message.id)))
+    burst = list(session.scalars(BURST, {"contact_id": contact.id}))
     if burst[-1].id != message.id:
         return IngestDecision(Action.STOP, reason="a newer message answers the burst")
     due = burst_due(burst[0].created_at, message.created_at, len(burst), window=window, max_wait=max_wait, cap=cap)

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from db.models import Contact, Message, Profile
@@ -125,13 +125,17 @@ def profile_settings(session: Session, profile_id: int, base: Settings | None = 
     return base if profile is None else settings_for(profile, base)
 
 
+# Built once: building a statement costs about as much Python as sending it (docs/benchmarks.md).
+MESSAGE_AND_PROFILE = select(Message, Profile).join(Profile, Profile.id == Message.profile_id).where(
+    Message.id == bindparam("message_id"))
+
+
 def message_settings(session: Session, message_id: int, base: Settings | None = None) -> Settings:
     """The settings of the profile a stored message belongs to. One statement reads the message and
     its profile, and the session keeps both (`hold`): the stage's own `session.get(Message, …)`
     afterwards costs no statement."""
     base = get_settings() if base is None else base
-    loaded = session.execute(select(Message, Profile).join(Profile, Profile.id == Message.profile_id)
-                             .where(Message.id == message_id)).first()
+    loaded = session.execute(MESSAGE_AND_PROFILE, {"message_id": message_id}).first()
     if loaded is None:
         return base
     hold(session, *loaded)

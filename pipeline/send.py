@@ -228,14 +228,19 @@ class ChatFacts:
     anchor: int | None  # `history_anchor`
 
 
+CHAT_FACTS = select(
+    select(Message.id).where(Message.contact_id == bindparam("contact_id"), Message.direction == Direction.IN)
+    .exists(),
+    select(Outbox.id).where(Outbox.contact_id == bindparam("contact_id"), Outbox.id < bindparam("outbox_id"),
+                            Outbox.status.in_(OUTBOX_UNSENT)).exists(),
+    select(func.max(Message.sent_at)).where(Message.contact_id == bindparam("contact_id")).scalar_subquery(),
+)  # built once: a statement built per call costs about as much Python as its round trip
+
+
 def chat_facts(session: Session, outbox_id: int, contact_id: int) -> ChatFacts:
     """What the send stage asks about the chat, in one round trip: did it ever write (`never_wrote`),
     is an older row of it unsent, and its newest Wappi time (`history_anchor`)."""
-    wrote = select(Message.id).where(Message.contact_id == contact_id, Message.direction == Direction.IN).exists()
-    older = select(Outbox.id).where(Outbox.contact_id == contact_id, Outbox.id < outbox_id,
-                                    Outbox.status.in_(OUTBOX_UNSENT)).exists()
-    newest = select(func.max(Message.sent_at)).where(Message.contact_id == contact_id).scalar_subquery()
-    row = session.execute(select(wrote, older, newest)).one()
+    row = session.execute(CHAT_FACTS, {"contact_id": contact_id, "outbox_id": outbox_id}).one()
     return ChatFacts(wrote=bool(row[0]), older_unsent=bool(row[1]),
                      anchor=int(row[2].timestamp()) if row[2] is not None else None)
 
