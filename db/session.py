@@ -104,7 +104,13 @@ def insert_ignore(session: Session, model: type[DeclarativeBase], values: dict[s
                   conflict_columns: Sequence[str]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None if it existed."""
     table: Any = model.__table__  # declarative models always have a Table
-    statement = postgresql.insert(table).values(**values).on_conflict_do_nothing(
-        index_elements=list(conflict_columns)).returning(table.c.id)
-    row = session.execute(statement).first()
+    key = (table.name, tuple(conflict_columns))
+    statement = _insert_ignore.get(key)
+    if statement is None:  # built once per table: building costs about as much Python as sending it
+        statement = _insert_ignore[key] = postgresql.insert(table).on_conflict_do_nothing(
+            index_elements=list(conflict_columns)).returning(table.c.id)
+    row = session.execute(statement, values).first()
     return None if row is None else int(row[0])
+
+
+_insert_ignore: dict[tuple[str, tuple[str, ...]], Any] = {}

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from clients.gemini import Answer
 from db.models import ModelUsage
 from domain.states import UsagePurpose
 
+# Built once, sent at once (no unit of work): a row per model call.
+INSERT_USAGE = insert(cast(Table, ModelUsage.__table__))
+
 
 def record_usage(session: Session, purpose: UsagePurpose, answer: Answer, contact_id: int | None) -> None:
-    session.add(ModelUsage(purpose=purpose, model=answer.model, contact_id=contact_id,
-                           prompt_tokens=answer.usage.prompt_tokens,
-                           output_tokens=answer.usage.output_tokens,
-                           total_tokens=answer.usage.total_tokens))
+    session.execute(INSERT_USAGE, {"purpose": purpose, "model": answer.model, "contact_id": contact_id,
+                                   "prompt_tokens": answer.usage.prompt_tokens,
+                                   "output_tokens": answer.usage.output_tokens,
+                                   "total_tokens": answer.usage.total_tokens})
