@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from clients.agent_platform import AgentPlatformClient
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError, json_object
@@ -192,6 +192,27 @@ def reply_context(session: Session, message_id: int, *, history_limit: int, busi
                         system_instruction=system_instruction, contents=contents)
 
 
+_later = aliased(Message)
+_this = aliased(Message)
+# The burst a message closes, marked answered in one statement (built once): the message itself
+# while it waits for its answer, and the contact's earlier unanswered or waiting ones; nothing at all
+# when a newer customer message waits (it supersedes this answer) or the message is answered already.
+# The caller holds the contact's row lock, so this statement sees every message committed before it.
+ANSWER_BURST = (
+    update(Message).where(
+        Message.contact_id == bindparam("burst_contact"), Message.id <= bindparam("answered_message"),
+        or_(Message.status == MessageStatus.RECEIVED,
+            and_(Message.status == MessageStatus.WAITING, Message.id < bindparam("answered_message"))),
+        select(_this.id).where(_this.id == bindparam("answered_message"),
+                               _this.status == MessageStatus.RECEIVED).exists(),
+        ~select(_later.id).where(_later.contact_id == bindparam("burst_contact"), _later.direction == Direction.IN,
+                                 _later.status == MessageStatus.RECEIVED,
+                                 _later.id > bindparam("answered_message")).exists(),
+    ).values(status=MessageStatus.ANSWERED).returning(Message.id)
+    .execution_options(synchronize_session=False)
+)
+
+
 def commit_reply(session: Session, context: ReplyContext, reply: str, answers: list[Answer], *,
                  booked_at: datetime | None = None, timezone: str = "UTC",
                  opt_out_text: str | None = None, call_requested: bool = False) -> int | None:
@@ -210,17 +231,28 @@ def commit_reply(session: Session, context: ReplyContext, reply: str, answers: l
                                               Message.status == MessageStatus.RECEIVED)
                         .values(status=MessageStatus.PAUSED))
         return None
-    newer = session.scalar(select(Message.id).where(
-        Message.contact_id == context.contact_id, Message.direction == Direction.IN,
-        Message.status == MessageStatus.RECEIVED, Message.id > context.message_id).limit(1))
-    if newer is not None:
+    if opt_out_text is None:
+        # The usual case, in one statement: the message and the earlier unanswered ones of the
+        # contact (they were in the model's context: this reply answers them too, so their own
+        # chains stop instead of answering out of order) are marked answered, unless a newer
+        # message supersedes the answer or the message is no longer waiting for it.
+        answered = session.scalars(ANSWER_BURST, {"burst_contact": context.contact_id,
+                                                  "answered_message": context.message_id}).all()
+        if context.message_id not in answered:
+            if (newer := newer_message(session, context)) is not None:
+                log.info("respond: message %s superseded by %s; its answer is dropped", context.message_id, newer)
+                return None
+            return unsent_row(session, reply_key(context.message_id))  # answered already
+        return write_reply(session, context, reply, answers, booked_at=booked_at, timezone=timezone,
+                           call_requested=call_requested)
+    if (newer := newer_message(session, context)) is not None:
         log.info("respond: message %s superseded by %s; its answer is dropped", context.message_id, newer)
         return None
     claimed = session.execute(update(Message).where(
         Message.id == context.message_id, Message.status == MessageStatus.RECEIVED).values(
         status=MessageStatus.ANSWERED))
     won = claimed.rowcount == 1  # type: ignore[attr-defined]  # CursorResult of an UPDATE
-    if opt_out_text is not None and contact is not None:
+    if contact is not None:
         if not won:
             return unsent_row(session, opt_out_key(contact.id))
         message = session.get(Message, context.message_id)
@@ -230,14 +262,19 @@ def commit_reply(session: Session, context: ReplyContext, reply: str, answers: l
         log.info("respond: contact %s asked us to stop writing (the model's judgement); opted out",
                  context.contact_id)
         return opt_out_contact(session, contact, message, opt_out_text)
-    if not won:
-        return unsent_row(session, reply_key(context.message_id))
-    # Earlier unanswered messages of this contact were in the model's context: this reply
-    # answers them too, so their own chains stop instead of answering out of order.
-    session.execute(update(Message).where(
-        Message.contact_id == context.contact_id,
-        Message.status.in_((MessageStatus.RECEIVED, MessageStatus.WAITING)),
-        Message.id < context.message_id).values(status=MessageStatus.ANSWERED))
+    return None
+
+
+def newer_message(session: Session, context: ReplyContext) -> int | None:
+    """A customer message of the contact newer than the one answered, still waiting for its turn."""
+    return session.scalar(select(Message.id).where(
+        Message.contact_id == context.contact_id, Message.direction == Direction.IN,
+        Message.status == MessageStatus.RECEIVED, Message.id > context.message_id).limit(1))
+
+
+def write_reply(session: Session, context: ReplyContext, reply: str, answers: list[Answer], *,
+                booked_at: datetime | None, timezone: str, call_requested: bool) -> int | None:
+    """The rest of `commit_reply` once the message is marked answered: usage, the call, the outbox row."""
     for answer in answers:
         record_usage(session, UsagePurpose.REPLY, answer, context.contact_id)
     if call_requested or booked_at is not None:  # counted by the dashboard's funnel

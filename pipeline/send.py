@@ -24,10 +24,10 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from clients.channel import (
     Channel,
@@ -223,26 +223,11 @@ def note_deferred(session: Session, outbox_id: int, due: datetime) -> None:
 
 @dataclass(frozen=True)
 class ChatFacts:
+    """What the send stage asks about the chat (read with the row: `ROW_TO_SEND`)."""
+
     wrote: bool  # the chat ever wrote to its profile (`never_wrote` is its negation)
     older_unsent: bool  # an older row of the chat is unsent: it goes first, so a chat reads in order
     anchor: int | None  # `history_anchor`
-
-
-CHAT_FACTS = select(
-    select(Message.id).where(Message.contact_id == bindparam("contact_id"), Message.direction == Direction.IN)
-    .exists(),
-    select(Outbox.id).where(Outbox.contact_id == bindparam("contact_id"), Outbox.id < bindparam("outbox_id"),
-                            Outbox.status.in_(OUTBOX_UNSENT)).exists(),
-    select(func.max(Message.sent_at)).where(Message.contact_id == bindparam("contact_id")).scalar_subquery(),
-)  # built once: a statement built per call costs about as much Python as its round trip
-
-
-def chat_facts(session: Session, outbox_id: int, contact_id: int) -> ChatFacts:
-    """What the send stage asks about the chat, in one round trip: did it ever write (`never_wrote`),
-    is an older row of it unsent, and its newest Wappi time (`history_anchor`)."""
-    row = session.execute(CHAT_FACTS, {"contact_id": contact_id, "outbox_id": outbox_id}).one()
-    return ChatFacts(wrote=bool(row[0]), older_unsent=bool(row[1]),
-                     anchor=int(row[2].timestamp()) if row[2] is not None else None)
 
 
 def replies_waiting(session: Session, profile_id: int, contact_id: int) -> bool:
@@ -451,11 +436,21 @@ def profile_reason(wappi: Channel, error: ChannelAuthError | None = None) -> str
         raise
 
 
+_older = aliased(Outbox)
 # The row (locked: the send stage is its one writer while it runs), its profile and its contact, in
 # one round trip. Built once: a statement built per call costs more Python than its round trip.
-ROW_TO_SEND = (select(Outbox, Profile, Contact).join(Profile, Profile.id == Outbox.profile_id)
-               .join(Contact, Contact.id == Outbox.contact_id).where(Outbox.id == bindparam("outbox_id"))
-               .with_for_update(of=Outbox))
+# The chat's facts (`ChatFacts`) come as three more columns: the send stage is the only writer of
+# the row while it runs, so a snapshot taken as the statement starts is as good as one after the lock.
+ROW_TO_SEND = (select(Outbox, Profile, Contact, *(
+    fact.correlate(Outbox) for fact in (
+        select(Message.id).where(Message.contact_id == Outbox.contact_id, Message.direction == Direction.IN)
+        .exists(),
+        select(_older.id).where(_older.contact_id == Outbox.contact_id, _older.id < Outbox.id,
+                                _older.status.in_(OUTBOX_UNSENT)).exists(),
+        select(func.max(Message.sent_at)).where(Message.contact_id == Outbox.contact_id).scalar_subquery(),
+    ))).join(Profile, Profile.id == Outbox.profile_id)
+    .join(Contact, Contact.id == Outbox.contact_id).where(Outbox.id == bindparam("outbox_id"))
+    .with_for_update(of=Outbox))
 
 
 def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
@@ -474,14 +469,16 @@ def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
         loaded = session.execute(ROW_TO_SEND, {"outbox_id": outbox_id}).first()
         if loaded is None or loaded[0].status not in OUTBOX_UNSENT:
             return None
-        row, profile, contact = loaded
+        row, profile, contact = loaded[0], loaded[1], loaded[2]
+        newest = cast(datetime | None, loaded[5])  # the chat's newest Wappi time
+        facts = ChatFacts(wrote=bool(loaded[3]), older_unsent=bool(loaded[4]),
+                          anchor=int(newest.timestamp()) if newest is not None else None)
         if row.status == OutboxStatus.PENDING and (stale := stale_touch_reason(session, row, now)) is not None:
             cancel_touch(session, row, stale)
             return None
         if contact.unreachable_at is not None:
             settle_unreachable(session, outbox_id, contact.unreachable_reason or "the customer cannot be reached", now)
             return None
-        facts = chat_facts(session, outbox_id, contact.id)
         settings = settings_for(profile, settings)
         provider_profile, contact_id, created_at = profile.profile_id, contact.id, row.created_at
         profile_db_id, proactive = profile.id, row.kind in PROACTIVE_KINDS
