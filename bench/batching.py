@@ -38,7 +38,7 @@ def main() -> None:
                 time.sleep(0.05)
             time.sleep(0.25)
         deadline = time.time() + args.window + 120
-        while len(bench.wappi.sent_messages("be0c0000-0001")) < args.bursts and time.time() < deadline:
+        while bench.wappi.sent_count("be0c0000-0001") < args.bursts and time.time() < deadline:
             time.sleep(0.5)
         with get_engine().connect() as connection:
             last_stored: dict[str, float] = dict(connection.execute(sa.text(
@@ -52,7 +52,7 @@ def main() -> None:
                 started.setdefault(f"7780{int(match.group(1)):07d}", call["received_at"])
         late = [(started[phone] - (float(last_stored[phone]) + args.window)) * 1000
                 for phone in started if phone in last_stored]
-        replies = len(bench.wappi.sent_messages("be0c0000-0001"))
+        replies = bench.wappi.sent_count("be0c0000-0001")
         late.sort()
         p95 = late[max(0, int(len(late) * 0.95) - 1)]
         print(f"{len(late)} bursts answered ({replies} replies, one per burst expected); window {args.window:.1f} s; "

@@ -64,7 +64,7 @@ def main() -> None:
         for number in range(args.messages):
             push(bench, f"7792{number:07d}", f"Хочу заказать торт, вопрос {number}")
             if number + 1 in (half, args.messages):
-                while len(bench.wappi.sent_messages("be0c0000-0001")) < number + 1:
+                while bench.wappi.sent_count("be0c0000-0001") < number + 1:
                     time.sleep(0.2)
                 readings[number + 1] = {name: worker_rss_mb(bench.workers, name) for name in WORKERS}
                 readings[number + 1]["mcp"] = {"rss": rss_mb(mcp.pid), "pss": pss_mb(mcp.pid)}
@@ -72,7 +72,7 @@ def main() -> None:
                     f"{name} rss {mb['rss']:.0f} MB / pss {mb['pss']:.0f} MB"
                     for name, mb in readings[number + 1].items()), flush=True)
             elif number % 200 == 199:  # keep the queues short, like real traffic would
-                while len(bench.wappi.sent_messages("be0c0000-0001")) < number - 100:
+                while bench.wappi.sent_count("be0c0000-0001") < number - 100:
                     time.sleep(0.1)
     finally:
         if mcp is not None:

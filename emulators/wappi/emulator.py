@@ -348,6 +348,16 @@ class WappiEmulator:
         with self.backend.lock:
             return copy.deepcopy(self.backend.profile(profile_id).sent)
 
+    def sent_count(self, profile_id: str) -> int:
+        """How many messages `sent_messages` holds, without copying them (a cheap look for a waiter)."""
+        with self.backend.lock:
+            return len(self.backend.profile(profile_id).sent)
+
+    def sent_since(self, profile_id: str, start: int) -> list[JSON]:
+        """`sent_messages` from the `start`-th on."""
+        with self.backend.lock:
+            return copy.deepcopy(self.backend.profile(profile_id).sent[start:])
+
     def chat_messages(self, profile_id: str, phone: str) -> list[JSON]:
         """All messages of a chat (phone or chat id), oldest first; ``[]`` for an unknown chat."""
         with self.backend.lock:

@@ -195,6 +195,7 @@ def test_send_reply_and_mark_read(emulator: WappiEmulator, http: requests.Sessio
         ("Отвечаю", incoming["message_id"], PHONE),
     ]
     assert emulator.sent_messages(PROFILE) == log
+    assert emulator.sent_count(PROFILE) == 2 and emulator.sent_since(PROFILE, 1) == log[1:]
 
     chat = requests.get(
         ctl(emulator, "chat"), params={"profile_id": PROFILE, "phone": PHONE}, timeout=5
