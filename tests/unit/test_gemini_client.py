@@ -23,8 +23,9 @@ from clients.gemini import (
 from emulators.gemini import GeminiEmulator
 from pipeline.classify import VERDICT_SCHEMA
 from pipeline.respond import AGENT_SCHEMA
+from tests.support import env
 
-API_KEY = "client-test-key"
+API_KEY = env.GEMINI_KEY
 MODEL = "gemini-3.5-flash-lite"
 CONVERSATION = [
     {"role": "user", "parts": [{"text": "[данные контакта] Анна"}, {"text": "Сколько стоит торт?"}]},
@@ -33,16 +34,11 @@ CONVERSATION = [
 ]
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[GeminiEmulator]:
-    with GeminiEmulator(api_key=API_KEY) as running:
-        yield running
-
-
 @pytest.fixture
-def emu(emulator: GeminiEmulator) -> GeminiEmulator:
-    requests.post(f"{emulator.url}/_emulator/reset", timeout=5).raise_for_status()
-    return emulator
+def emu(gemini: GeminiEmulator) -> GeminiEmulator:
+    """The shared Gemini emulator, its log and script emptied."""
+    requests.post(f"{gemini.url}/_emulator/reset", timeout=5).raise_for_status()
+    return gemini
 
 
 def sdk_client(url: str, key: str = API_KEY) -> genai.Client:
