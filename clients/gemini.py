@@ -122,7 +122,9 @@ class GeminiClient:
             raise GeminiTransientError(f"Gemini answered 200 with a body that is not a JSON object: "
                                        f"{str(raw.body)[:80]!r}")
         try:
-            return types.GenerateContentResponse.model_validate(data)
+            # As the SDK reads its answers: fields it does not know yet (ones Google adds later) are
+            # dropped first, never a validation error.
+            return types.GenerateContentResponse._from_response(response=data, kwargs={})
         except pydantic.ValidationError as exc:
             raise GeminiTransientError(f"Gemini answered 200 with a malformed response "
                                        f"({exc.error_count()} problem(s), first at "

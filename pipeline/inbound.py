@@ -87,14 +87,21 @@ def store_message(session: Session, profile: Profile, contact: Contact, message:
             status = MessageStatus.SKIPPED
         else:
             status = MessageStatus.RECEIVED
-    with session.no_autoflush:  # the contact's changes go out once, at the end, as one UPDATE
-        return _store(session, profile, contact, message, text=text, direction=direction, author=author,
-                      status=status, now=now, history=history, human_pause=human_pause)
+    # The contact's pending changes (its names) wait for its summary's (`note_message`): one UPDATE,
+    # sent before its follow-ups' (contact first, then follow-ups, as everywhere else).
+    with session.no_autoflush:
+        stored = _insert(session, profile, contact, message, text=text, direction=direction, author=author,
+                         status=status, now=now)
+    if stored is None:
+        return None
+    row_id, sent_at = stored
+    note_message(session, contact, author, sent_at, text=text, history=history, human_pause=human_pause)
+    return row_id if status == MessageStatus.RECEIVED else None
 
 
-def _store(session: Session, profile: Profile, contact: Contact, message: WappiMessage, *, text: str,
-           direction: Direction, author: Author, status: MessageStatus, now: float, history: bool,
-           human_pause: timedelta | None) -> int | None:
+def _insert(session: Session, profile: Profile, contact: Contact, message: WappiMessage, *, text: str,
+            direction: Direction, author: Author, status: MessageStatus, now: float) -> tuple[int, datetime] | None:
+    """The message's row (and a voice note's media), once: its id and its time in the chat."""
     sent_at = datetime.fromtimestamp(message.time or now, UTC)
     if status == MessageStatus.RECEIVED:
         # A late message (written while the customer's phone was offline) carries its writing
@@ -113,8 +120,7 @@ def _store(session: Session, profile: Profile, contact: Contact, message: WappiM
     if status == MessageStatus.RECEIVED and message.type in VOICE_TYPES:
         # The webhook's inline audio, or the file's name and size.
         save_voice_media(session, row_id, message, max_bytes=get_settings().max_audio_bytes)
-    note_message(session, contact, author, sent_at, text=text, history=history, human_pause=human_pause)
-    return row_id if status == MessageStatus.RECEIVED else None
+    return row_id, sent_at
 
 
 def store_one(session: Session, profile: Profile, contact: Contact, message: WappiMessage, *, source: str,

@@ -465,6 +465,7 @@ def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
     now = datetime.now(UTC)
     hold: tuple[str, float] | None = None
     claimed: Claim | None = None
+    wappi: Channel | None = None
     with sessions() as session:
         loaded = session.execute(ROW_TO_SEND, {"outbox_id": outbox_id}).first()
         if loaded is None or loaded[0].status not in OUTBOX_UNSENT:
@@ -496,6 +497,9 @@ def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
         usual = facts.wrote and not facts.older_unsent and not yields and held_for is None and unclear is None \
             and not proactive
         if usual:
+            # The channel first: a client that cannot be built (a token that cannot be opened, the
+            # database blinking) leaves the row pending, not claimed for a send that never happened.
+            wappi = wappi_for(provider_profile)
             hold = run.limits_hold(provider_profile, contact_id, per_minute=per_minute, bot=bot)
             if hold is None:
                 claimed = claim_row(session, row, datetime.now(UTC), anchor=facts.anchor)
@@ -506,7 +510,8 @@ def run_send(sessions: SessionFactory, outbox_id: int, settings: Settings,
     if not facts.wrote:
         raise NeverWrote(f"outbox {outbox_id}: chat {contact_id} never wrote to profile {provider_profile}; "
                          "the pipeline only answers (writing first to strangers gets numbers banned)")
-    wappi = wappi_for(provider_profile)
+    if wappi is None:
+        wappi = wappi_for(provider_profile)
     if not usual:
         if facts.older_unsent:
             run.defer(f"an older message to chat {contact_id} goes first", ORDER_WAIT)

@@ -143,3 +143,20 @@ def test_a_dead_service_is_transient(emu: GeminiEmulator) -> None:
             GeminiClient(sdk, MODEL).generate(CONVERSATION)
     finally:
         sdk.close()
+
+
+def test_fields_the_sdk_does_not_know_yet_are_ignored(emu: GeminiEmulator, client: GeminiClient) -> None:
+    """Google adds response fields over time; the SDK drops unknown ones, and so must we."""
+    emu.script([{"raw": {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Торт стоит 9 000 ₸.", "newPartField": 1}]},
+                        "finishReason": "STOP", "newCandidateField": {"a": [1, 2]}}],
+        "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 5, "totalTokenCount": 17,
+                          "newUsageField": 3},
+        "modelVersion": MODEL, "newTopLevelField": {"x": True},
+    }}])
+
+    answer = client.generate(CONVERSATION, system_instruction="Ты менеджер.")
+
+    assert answer.text == "Торт стоит 9 000 ₸."
+    assert (answer.usage.prompt_tokens, answer.usage.output_tokens, answer.usage.total_tokens) == (12, 5, 17)
+

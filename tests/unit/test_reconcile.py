@@ -11,13 +11,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from clients.channel import Channel
 from clients.wappi import WappiTransientError
 from db.models import Outbox
 from db.session import SessionFactory
+from domain.states import OutboxKind
 from emulators.wappi import WappiEmulator
+from pipeline.credentials import CredentialsError
 from pipeline.locks import Defer
 from pipeline.recover import stranded_outbox
-from pipeline.send import yield_wait
+from pipeline.send import run_send, yield_wait
 from settings import get_settings
 from tests.support import chain
 from tests.support.db import add_contact, add_outbox_row, rows_in
@@ -117,3 +120,22 @@ def test_the_sweep_leaves_deferred_rows_alone_and_restarts_a_stranded_one_once(
 def test_a_touch_behind_replies_waits_at_least_15_seconds_with_jitter() -> None:
     waits = {yield_wait() for _ in range(50)}
     assert min(waits) >= 15.0 and max(waits) <= 30.0 and len(waits) > 1
+
+
+def test_a_channel_that_cannot_be_built_leaves_the_row_unsent_not_unclear(
+        sessions: SessionFactory, session: Session) -> None:
+    """The profile's client fails to build (its stored token cannot be opened, the database blinked):
+    nothing went out, so the row stays pending, with no send call recorded that the next run would
+    wait a settle delay and read the history for."""
+    contact_id, profile_id = add_contact(session, "77001231111")
+    outbox_id = add_outbox_row(session, contact_id, profile_id, "reply:channel", "Здравствуйте!",
+                               kind=OutboxKind.REPLY)
+
+    def no_channel(profile: str) -> Channel:
+        raise CredentialsError(f"the token of profile {profile} cannot be opened with CREDENTIALS_KEY")
+
+    with pytest.raises(CredentialsError):
+        run_send(sessions, outbox_id, get_settings(), no_channel)
+
+    row = rows_in(session, "SELECT status, attempts, last_send_at FROM outbox WHERE id = :id", id=outbox_id)[0]
+    assert (row.status, row.attempts, row.last_send_at) == ("pending", 0, None)
