@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
-from typing import Any, Protocol
+from types import FrameType, TracebackType
+from typing import Any, Protocol, Self
 
 LOG = logging.getLogger(__name__)
 
@@ -286,3 +286,39 @@ def serve_until_signal(service: Service, banner: Callable[[], str]) -> None:
         service.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class EmulatorFacade:
+    """What the Wappi, Telegram and AgentOS emulators' facades share: an `HttpService`, the URL
+    clients use (`public_url` when the emulator sits behind a proxy), start and stop, and `with`."""
+
+    LABEL = "emulator"  # for the start log line: "<LABEL> started on <url>"
+    _service: HttpService
+    _public_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8701`` (valid after :meth:`start`)."""
+        return self._public_url or self.listen_url
+
+    @property
+    def listen_url(self) -> str:
+        """URL of the bound socket (differs from :attr:`url` only with ``public_url``)."""
+        return self._service.url
+
+    def start(self) -> Self:
+        self._service.start()
+        LOG.info("%s started on %s", self.LABEL, self.url)
+        return self
+
+    def stop(self) -> None:
+        self._service.stop()
+
+    def __enter__(self) -> Self:
+        if not self._service.started:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -4,11 +4,9 @@ Python. It owns the HTTP service and the backend, and its methods are the contro
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from emulators.agentos.backend import AgentOSBackend
@@ -18,13 +16,14 @@ from emulators.agentos.models import DEFAULT_AGENTS, JSON, ScriptItem
 from emulators.agentos.responses import AgentOSApi
 from emulators.agentos.service import HeaderHttpService
 from emulators.agentos.urls import Router
+from emulators.server import EmulatorFacade
 
-LOG = logging.getLogger(__name__)
 
-
-class AgentOSEmulator:
+class AgentOSEmulator(EmulatorFacade):
     """Threaded HTTP emulator of Agno AgentOS with a control interface. With `api_key` every API
     route but ``/health`` needs ``Authorization: Bearer <api_key>``; without, all are open."""
+
+    LABEL = "AgentOS emulator"
 
     def __init__(self, api_key: str | None = None, agents: Sequence[str] = DEFAULT_AGENTS, *,
                  host: str = "127.0.0.1", port: int = 0, public_url: str | None = None,
@@ -35,34 +34,6 @@ class AgentOSEmulator:
         router = Router(AgentOSApi(self.backend, stopping=stopping), ControlApi(self))
         self._service = HeaderHttpService(router, host, port, name="AgentOSEmulator",
                                           server_version="AgentOSEmulator/1.0", stopping=stopping)
-
-    # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:7777`` (valid after :meth:`start`)."""
-        return self._public_url or self.listen_url
-
-    @property
-    def listen_url(self) -> str:
-        return self._service.url
-
-    def start(self) -> AgentOSEmulator:
-        self._service.start()
-        LOG.info("AgentOS emulator started on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        self._service.stop()
-
-    def __enter__(self) -> AgentOSEmulator:
-        if not self._service.started:
-            self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ configuration
 

@@ -5,13 +5,11 @@ Python. It owns the HTTP service and the backend, and its methods are the contro
 from __future__ import annotations
 
 import copy
-import logging
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
-from emulators.server import HttpService
+from emulators.server import EmulatorFacade, HttpService
 from emulators.telegram.backend import TelegramBackend
 from emulators.telegram.control import ControlApi
 from emulators.telegram.exceptions import EmulatorError
@@ -20,8 +18,6 @@ from emulators.telegram.limits import FloodLimits
 from emulators.telegram.models import CHAT_TYPES, DEFAULT_TOKEN, DEFAULT_USER_NAME, JSON, Chat
 from emulators.telegram.responses import BotApi
 from emulators.telegram.urls import Router
-
-LOG = logging.getLogger(__name__)
 
 
 def _entities(text: str) -> JSON:
@@ -32,8 +28,10 @@ def _entities(text: str) -> JSON:
     return {"entities": [{"offset": 0, "length": len(command.encode("utf-16-le")) // 2, "type": "bot_command"}]}
 
 
-class TelegramEmulator:
+class TelegramEmulator(EmulatorFacade):
     """Threaded HTTP emulator of the Telegram Bot API with a control interface."""
+
+    LABEL = "Telegram emulator"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str = DEFAULT_TOKEN, *,
                  public_url: str | None = None, clock: Callable[[], float] | None = None) -> None:
@@ -49,35 +47,8 @@ class TelegramEmulator:
     # ------------------------------------------------------------------ lifecycle
 
     @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:8703`` (valid after :meth:`start`); the client adds
-        ``/bot<token>/<method>``."""
-        return self._public_url or self.listen_url
-
-    @property
-    def listen_url(self) -> str:
-        return self._service.url
-
-    @property
     def token(self) -> str:
         return self.backend.token
-
-    def start(self) -> TelegramEmulator:
-        self._service.start()
-        LOG.info("Telegram emulator started on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        self._service.stop()
-
-    def __enter__(self) -> TelegramEmulator:
-        if not self._service.started:
-            self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ what users do
 

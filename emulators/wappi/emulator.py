@@ -9,13 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import logging
 import threading
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
-from emulators.server import HttpService
+from emulators.server import EmulatorFacade, HttpService
 from emulators.wappi.backend import WappiBackend
 from emulators.wappi.control import ControlApi
 from emulators.wappi.exceptions import EmulatorError
@@ -40,14 +38,14 @@ from emulators.wappi.models import (
 from emulators.wappi.responses import SyncApi
 from emulators.wappi.urls import Router
 
-LOG = logging.getLogger(__name__)
 
-
-class WappiEmulator:
+class WappiEmulator(EmulatorFacade):
     """Threaded HTTP emulator of the Wappi WhatsApp sync API with a control interface.
 
     `telegram_profile_ids` are Telegram profiles: served under ``/tapi/`` in Telegram's wire
     format (`tapi`), refused under ``/api/``, as WhatsApp profiles are refused under ``/tapi/``."""
+
+    LABEL = "Wappi emulator"
 
     def __init__(
         self,
@@ -83,16 +81,6 @@ class WappiEmulator:
     # ------------------------------------------------------------------ lifecycle
 
     @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:8701`` (valid after :meth:`start`)."""
-        return self._public_url or self.listen_url
-
-    @property
-    def listen_url(self) -> str:
-        """URL of the bound socket (differs from :attr:`url` only with ``public_url``)."""
-        return self._service.url
-
-    @property
     def token(self) -> str:
         return self._token
 
@@ -100,23 +88,6 @@ class WappiEmulator:
     def profile_ids(self) -> list[str]:
         with self.backend.lock:
             return list(self.backend.profiles)
-
-    def start(self) -> WappiEmulator:
-        self._service.start()
-        LOG.info("Wappi emulator started on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        self._service.stop()
-
-    def __enter__(self) -> WappiEmulator:
-        if not self._service.started:
-            self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ what customers and the operator do
 
