@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Executable, create_engine, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -100,6 +100,18 @@ def hold(session: Session, *objects: object) -> None:
     session.info.setdefault("held", []).extend(objects)
 
 
+def execute_core(session: Session, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+    """Run a statement on the session's connection, in its transaction, without the ORM's per-statement
+    work (its compile state, the evaluation that moves the changed rows' objects in the session, the
+    result's entity loading): about 110 µs of CPU against 180–280 µs through `session.execute`
+    (docs/benchmarks.md). For UPDATE/INSERT/DELETE whose caller does not read the changed rows'
+    objects from this session afterwards, and for selects whose caller takes plain rows. Pending
+    changes are flushed first, as `session.execute` would (unless autoflush is off)."""
+    if session.autoflush:
+        session.flush()
+    return session.connection().execute(statement, params)
+
+
 def insert_ignore(session: Session, model: type[DeclarativeBase], values: dict[str, Any],
                   conflict_columns: Sequence[str]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None if it existed."""
@@ -109,7 +121,7 @@ def insert_ignore(session: Session, model: type[DeclarativeBase], values: dict[s
     if statement is None:  # built once per table: building costs about as much Python as sending it
         statement = _insert_ignore[key] = postgresql.insert(table).on_conflict_do_nothing(
             index_elements=list(conflict_columns)).returning(table.c.id)
-    row = session.execute(statement, values).first()
+    row = execute_core(session, statement, values).first()
     return None if row is None else int(row[0])
 
 

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError, json_object
 from db.models import Contact, Message
-from db.session import SessionFactory
+from db.session import SessionFactory, execute_core
 from domain.states import Direction, MessageStatus, UsagePurpose
 from pipeline.contacts import waiting_contact
 from pipeline.history import contact_data_of, conversation_turns, to_contents
@@ -166,16 +166,25 @@ def store_verdict(session: Session, contact_id: int, verdict: Verdict | None, de
         values.update(classification_reasoning="no valid verdict from the model")
     if decided is not None:
         values["is_client"] = decided
-    session.execute(update(Contact).where(Contact.id == contact_id, Contact.is_client.is_(None))
-                    .values(**values))
+    columns = tuple(sorted(values))
+    statement = _VERDICT_UPDATES.get(columns)
+    if statement is None:  # a few shapes (with or without a verdict, decided or not), each built once
+        statement = _VERDICT_UPDATES[columns] = update(Contact).where(
+            Contact.id == bindparam("verdict_contact"), Contact.is_client.is_(None)).values(
+            {column: bindparam(f"new_{column}") for column in columns})
+    execute_core(session, statement, {"verdict_contact": contact_id,
+                                      **{f"new_{column}": value for column, value in values.items()}})
+
+
+_VERDICT_UPDATES: dict[tuple[str, ...], Update] = {}
 
 
 def park_message(session: Session, message_id: int, status: MessageStatus) -> None:
     """Take a message out of the answering path: `waiting` (undecided contact) or `ignored` (not a lead).
 
     A waiting message stays in the conversation and is answered together with a later one."""
-    session.execute(update(Message).where(Message.id == message_id, Message.status == MessageStatus.RECEIVED)
-                    .values(status=status))
+    execute_core(session, update(Message).where(Message.id == message_id, Message.status == MessageStatus.RECEIVED)
+                 .values(status=status))
 
 
 def run_classify(sessions: SessionFactory, gemini: GeminiClient, message_id: int, settings: Settings) -> int | None:

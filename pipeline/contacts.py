@@ -10,7 +10,7 @@ from sqlalchemy import Update, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Contact, FollowUp, Message, WhitelistEntry, utcnow
-from db.session import insert_ignore
+from db.session import execute_core, insert_ignore
 from domain.answers import short_answer
 from domain.phones import normalize_phone
 from domain.states import Author, Direction, FollowUpStatus, MessageStatus, OutboxKind, StopReason
@@ -20,13 +20,16 @@ from pipeline.outbox import opt_out_key, write_outbox
 NAME_CHARS = 200  # the name columns of `contacts`
 
 
+CONTACT_BY_PHONE = select(Contact).where(Contact.profile_id == bindparam("contact_profile"),
+                                         Contact.phone == bindparam("contact_phone"))
+
+
 def upsert_contact(session: Session, profile_id: int, phone: str, chat_id: str, *,
                    first_name: str = "", full_name: str = "", push_name: str = "",
                    business_name: str = "") -> Contact:
     insert_ignore(session, Contact, {"profile_id": profile_id, "phone": phone, "chat_id": chat_id},
                   ["profile_id", "phone"])
-    contact = session.scalars(select(Contact).where(
-        Contact.profile_id == profile_id, Contact.phone == phone)).one()
+    contact = session.scalars(CONTACT_BY_PHONE, {"contact_profile": profile_id, "contact_phone": phone}).one()
     # Wappi omits name fields it doesn't know; never blank out a name we had. Names are the
     # customer's text: control characters out, cut to the column.
     for attribute, raw in (("first_name", first_name), ("full_name", full_name),
@@ -82,16 +85,21 @@ def note_bot_message(session: Session, contact_id: int, sent_at: datetime, *, st
     """`note_message` for a message the bot sent, as one UPDATE (no read of the contact first): the
     summary moves to it when it is the chat's newest; with `starts_silence` (a reply), the contact
     then awaits a follow-up when the bot has the last word. SET expressions read the row as it was."""
-    session.execute(BOT_MESSAGE_UPDATES[starts_silence],
+    execute_core(session, BOT_MESSAGE_UPDATES[starts_silence],
                     {"contact_id": contact_id, "sent_at": sent_at, "now": utcnow()})
+
+
+# Built once: every customer message sends it (a statement built per call costs more Python than its
+# round trip). FollowUp objects already in the session keep their old status.
+STOP_FOLLOW_UPS = update(FollowUp).where(
+    FollowUp.contact_id == bindparam("stopped_contact"), FollowUp.status == FollowUpStatus.ACTIVE).values(
+    status=FollowUpStatus.STOPPED, stop_reason=bindparam("reason"), next_touch_at=None)
 
 
 def stop_follow_ups(session: Session, contact_id: int, reason: StopReason) -> int:
     """Stop the contact's active follow-up chain for good; returns how many were stopped."""
-    result = session.execute(update(FollowUp).where(FollowUp.contact_id == contact_id,
-                                                    FollowUp.status == FollowUpStatus.ACTIVE)
-                             .values(status=FollowUpStatus.STOPPED, stop_reason=reason, next_touch_at=None))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+    result = execute_core(session, STOP_FOLLOW_UPS, {"stopped_contact": contact_id, "reason": reason})
+    return int(result.rowcount or 0)
 
 
 def is_whitelisted(session: Session, profile_id: int, phone: str) -> bool:

@@ -15,13 +15,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Update, bindparam, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from clients.wappi import WappiMessage
 from db.models import Contact, DeadLetter, Message, Profile
-from db.session import insert_ignore
+from db.session import execute_core, insert_ignore
 from domain.states import Author, Direction, MessageStatus
 from domain.text import clean_text
 from infra.logging import mask_phone
@@ -99,6 +99,10 @@ def store_message(session: Session, profile: Profile, contact: Contact, message:
     return row_id if status == MessageStatus.RECEIVED else None
 
 
+# The chat's newest Wappi time (built once: every customer message reads it).
+NEWEST_IN_CHAT = select(func.max(Message.sent_at)).where(Message.contact_id == bindparam("chat_contact"))
+
+
 def _insert(session: Session, profile: Profile, contact: Contact, message: WappiMessage, *, text: str,
             direction: Direction, author: Author, status: MessageStatus, now: float) -> tuple[int, datetime] | None:
     """The message's row (and a voice note's media), once: its id and its time in the chat."""
@@ -107,13 +111,16 @@ def _insert(session: Session, profile: Profile, contact: Contact, message: Wappi
         # A late message (written while the customer's phone was offline) carries its writing
         # time and may sort before our reply; in the conversation it comes where we received it,
         # so that the model answers it as the customer's newest words.
-        newest = session.scalar(select(func.max(Message.sent_at)).where(Message.contact_id == contact.id))
+        newest = execute_core(session, NEWEST_IN_CHAT, {"chat_contact": contact.id}).scalar()
         if newest is not None and newest > sent_at:
             sent_at = newest
     row_id = insert_ignore(session, Message, {
         "profile_id": profile.id, "contact_id": contact.id, "provider_message_id": message.id,
         "direction": direction, "author": author, "type": clean_text(message.type)[:TYPE_CHARS],
         "text": text, "is_voice": message.type in VOICE_TYPES, "status": status, "sent_at": sent_at,
+        # A message to answer is stamped as due now, for itself alone: its chain is started as the
+        # transaction commits, and its first stage finds a fresh stamp and sends none of its own.
+        "next_attempt_at": datetime.now(UTC) if status == MessageStatus.RECEIVED else None,
     }, ["profile_id", "provider_message_id"])
     if row_id is None:
         return None
@@ -159,17 +166,30 @@ def is_history(message: WappiMessage, *, first_start: bool, boundary: int | None
 
 # -- a received message on its way to an answer --------------------------------------------------
 
+def _burst_stamp(with_slack: bool) -> Update:
+    contact_id = select(Message.contact_id).where(Message.id == bindparam("stamped_message")).scalar_subquery()
+    burst = [Message.contact_id == contact_id, Message.status == MessageStatus.RECEIVED]
+    if with_slack:
+        burst.append(or_(Message.next_attempt_at.is_(None), Message.next_attempt_at < bindparam("stale_before"),
+                         Message.next_attempt_at > bindparam("due")))
+    return update(Message).where(*burst).values(next_attempt_at=bindparam("due"))
+
+
+# Built once, with and without the slack (every stage start sends one: a statement built per call
+# costs more Python than its round trip).
+BURST_STAMPS = {with_slack: _burst_stamp(with_slack) for with_slack in (False, True)}
+
+
 def mark_burst_due(session: Session, message_id: int, due: datetime, *, slack: timedelta | None = None) -> None:
     """Stamp every `received` message of the contact with when its chain runs next: the chain
     carries its whole burst, and the recovery sweep leaves it alone until then. With `slack`, a
     message already stamped within `slack` before `due` keeps its stamp: a stage start moments after
-    the previous stage's writes no rows (the sweep's margin, two minutes, covers the slack)."""
-    contact_id = select(Message.contact_id).where(Message.id == message_id).scalar_subquery()
-    burst = [Message.contact_id == contact_id, Message.status == MessageStatus.RECEIVED]
+    the previous stage's writes no rows (the sweep's margin, two minutes, covers the slack).
+    Message objects already in the session keep their old stamp."""
+    params: dict[str, Any] = {"stamped_message": message_id, "due": due}
     if slack is not None:
-        burst.append(or_(Message.next_attempt_at.is_(None), Message.next_attempt_at < due - slack,
-                         Message.next_attempt_at > due))
-    session.execute(update(Message).where(*burst).values(next_attempt_at=due))
+        params["stale_before"] = due - slack
+    execute_core(session, BURST_STAMPS[slack is not None], params)
 
 
 def fail_message(session: Session, message_id: int) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, aliased
 from clients.agent_platform import AgentPlatformClient
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError, json_object
 from db.models import Contact, Message, ScheduledCall
-from db.session import SessionFactory, insert_ignore
+from db.session import SessionFactory, execute_core, insert_ignore
 from domain.clock import human_datetime, human_slot
 from domain.states import CallStatus, Direction, MessageStatus, OutboxKind, UsagePurpose
 from domain.working_hours import WorkingHours, parse_requested
@@ -236,8 +236,8 @@ def commit_reply(session: Session, context: ReplyContext, reply: str, answers: l
         # contact (they were in the model's context: this reply answers them too, so their own
         # chains stop instead of answering out of order) are marked answered, unless a newer
         # message supersedes the answer or the message is no longer waiting for it.
-        answered = session.scalars(ANSWER_BURST, {"burst_contact": context.contact_id,
-                                                  "answered_message": context.message_id}).all()
+        answered = execute_core(session, ANSWER_BURST, {"burst_contact": context.contact_id,
+                                                        "answered_message": context.message_id}).scalars().all()
         if context.message_id not in answered:
             if (newer := newer_message(session, context)) is not None:
                 log.info("respond: message %s superseded by %s; its answer is dropped", context.message_id, newer)

@@ -40,7 +40,7 @@ from clients.channel import (
     SendResult,
 )
 from db.models import Contact, FollowUp, Message, Outbox, Profile, utcnow
-from db.session import SessionFactory, insert_ignore
+from db.session import SessionFactory, execute_core, insert_ignore
 from domain.sending import TELEGRAM_BOT_PER_MINUTE, TELEGRAM_CHAT_GAP, day_start, warmup_rate
 from domain.states import (
     OUTBOX_UNSENT,
@@ -122,6 +122,13 @@ def claim(session: Session, outbox_id: int, now: datetime) -> Claim | None:
     return claim_row(session, row, now)
 
 
+# Built once (a statement built per call costs more Python than its round trip). The row's object in
+# the session keeps its old status: nothing reads it after the claim.
+CLAIM = update(Outbox).where(Outbox.id == bindparam("claimed_row")).values(
+    status=OutboxStatus.SENDING, attempts=Outbox.attempts + 1, history_anchor=bindparam("anchor"),
+    last_send_at=bindparam("now"), next_attempt_at=None, updated_at=bindparam("now"))
+
+
 def claim_row(session: Session, row: Outbox, now: datetime, anchor: int | None = None) -> Claim | None:
     """`claim` for a row this transaction has locked (SELECT … FOR UPDATE). `anchor`: the chat's
     newest Wappi time when the caller read it already."""
@@ -131,9 +138,7 @@ def claim_row(session: Session, row: Outbox, now: datetime, anchor: int | None =
         anchor = row.history_anchor
     elif anchor is None:
         anchor = history_anchor(session, row.contact_id)
-    session.execute(update(Outbox).where(Outbox.id == row.id).values(
-        status=OutboxStatus.SENDING, attempts=Outbox.attempts + 1, history_anchor=anchor, last_send_at=now,
-        next_attempt_at=None, updated_at=now))
+    execute_core(session, CLAIM, {"claimed_row": row.id, "anchor": anchor, "now": now})
     contact = session.get(Contact, row.contact_id)
     assert contact is not None
     return Claim(outbox_id=row.id, body=row.body, chat_id=contact.chat_id, phone=contact.phone,
@@ -317,14 +322,18 @@ def cancel_touch(session: Session, row: Outbox, reason: StopReason) -> None:
     log.info("send: follow-up outbox %s cancelled at send time: %s", row.id, reason)
 
 
+MARK_SENT = update(Outbox).where(Outbox.id == bindparam("sent_row")).values(
+    status=OutboxStatus.SENT, provider_message_id=bindparam("provider_id"), sent_at=bindparam("now"), error=None,
+    next_attempt_at=None, updated_at=bindparam("now")).returning(
+    Outbox.profile_id, Outbox.contact_id, Outbox.body, Outbox.kind)
+
+
 def mark_sent(session: Session, outbox_id: int, result: SendResult) -> None:
     now = datetime.now(UTC)
     # Wappi's clock, like the customer messages' times, so the conversation sorts right.
     sent_at = datetime.fromtimestamp(result.time, UTC) if result.time else now
-    row = session.execute(update(Outbox).where(Outbox.id == outbox_id).values(
-        status=OutboxStatus.SENT, provider_message_id=result.message_id, sent_at=now, error=None,
-        next_attempt_at=None, updated_at=now).returning(
-        Outbox.profile_id, Outbox.contact_id, Outbox.body, Outbox.kind)).one()
+    row = execute_core(session, MARK_SENT, {"sent_row": outbox_id, "provider_id": result.message_id,
+                                            "now": now}).one()
     # The poll may have stored our message already (it sees it in the chat): that row stays.
     insert_ignore(session, Message, {
         "profile_id": row.profile_id, "contact_id": row.contact_id,

@@ -214,10 +214,11 @@ class PipelineTask(Task):
 
 def stamp_stage_start(session: Session, message_id: int, now: datetime) -> None:
     """Stamp the burst of `message_id` as due now, unless the message, as this transaction already
-    read it, carries a stamp under STAGE_START_SLACK old: then the previous stage's stamp stands and
-    no statement is sent. Any stamp that wrote this message's also wrote every other stale message
-    of its burst (one UPDATE of the burst), so none of them is more than twice the slack old, far
-    inside the recovery sweep's two-minute margin."""
+    read it, carries a stamp under STAGE_START_SLACK old: then the previous stage's stamp (or the one
+    its row was stored with) stands and no statement is sent. A stage's stamp is one UPDATE of the
+    whole burst; the stored row's covers only itself, so an earlier message of the burst may keep
+    an older stamp while this chain runs. If the sweep restarts such a message, its ingest finds
+    the newer message and stops, or finds it answered with the burst: no second reply."""
     message = session.identity_map.get(identity_key(Message, message_id))
     if isinstance(message, Message) and message.status == MessageStatus.RECEIVED \
             and message.next_attempt_at is not None and now - STAGE_START_SLACK <= message.next_attempt_at <= now:

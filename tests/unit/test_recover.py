@@ -127,17 +127,54 @@ def test_a_stage_start_that_read_a_fresh_stamp_leaves_the_burst_as_it_is(
                                                    "ORDER BY id", a=older, b=newest)]
 
     with sessions() as stage:
-        assert stage.get(Message, newest) is not None  # what the stage read first
+        read = stage.get(Message, newest)  # what the stage read first, and holds
+        assert read is not None
         stamp_stage_start(stage, newest, now)
     assert stamps() == [now - timedelta(seconds=25), now - timedelta(seconds=5)]  # both kept
     assert all(now - stamp < 2 * STAGE_START_SLACK < MARGIN for stamp in stamps())
 
     later = now + STAGE_START_SLACK
     with sessions() as stage:
-        assert stage.get(Message, newest) is not None
+        read = stage.get(Message, newest)
+        assert read is not None
         stamp_stage_start(stage, newest, later)
     assert stamps() == [later, later]  # the newest's stamp was too old: the burst is stamped again
 
     with sessions() as stage:  # a stage that did not read the message stamps as before
         stamp_stage_start(stage, older, later + STAGE_START_SLACK * 2)
     assert stamps() == [later + STAGE_START_SLACK * 2] * 2
+
+
+def test_a_stored_message_carries_its_first_stamp_and_an_older_one_restarted_gets_no_second_reply(
+        sessions: SessionFactory, session: Session, wappi: WappiEmulator) -> None:
+    """A message to answer is stored stamped "due now" (its chain starts as the intake commits), so its
+    first stage finds a fresh stamp and sends none, and the sweep leaves it alone for a stage run. That
+    stamp covers only the new message: an earlier one of the burst keeps its older stamp, and when the
+    sweep restarts it, the newer message answers the burst: the customer gets one reply."""
+    first_conversation(sessions, wappi)
+    now = datetime.now(UTC)
+    older = store_lost_message(session, customer_says(wappi, PHONE, "А доставка есть?"), now,
+                               age=timedelta(minutes=10), next_attempt_in=-timedelta(minutes=9))
+    customer_says(wappi, PHONE, "И оплата картой?")
+    before = datetime.now(UTC)
+    [newest] = chain.poll(sessions)
+    after = datetime.now(UTC)
+
+    def stamp(message_id: int) -> datetime:
+        return rows_in(session, "SELECT next_attempt_at FROM messages WHERE id = :id", id=message_id)[0][0]
+
+    assert before <= stamp(newest) <= after
+    first_stamp = stamp(newest)
+    with sessions() as stage:  # the ingest stage's start: it read (and holds) its message first
+        read = stage.get(Message, newest)
+        assert read is not None
+        stamp_stage_start(stage, newest, datetime.now(UTC))
+    assert stamp(newest) == first_stamp and stamp(older) == now - timedelta(minutes=9)  # no statement
+    settings = get_settings()
+    assert stranded_messages(session, datetime.now(UTC), settings) == [older]
+    assert chain.answer(sessions, older) is None  # a newer message answers the burst
+    assert chain.answer(sessions, newest) is not None
+    assert len(replies_to(wappi, PHONE)) == 2  # the first conversation's, and one for both questions
+    assert rows_in(session, "SELECT status FROM messages WHERE id IN (:a, :b)", a=older, b=newest) == \
+        [("answered",), ("answered",)]
+    assert stranded_messages(session, datetime.now(UTC) + message_stage_limit() * 2, settings) == []
