@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Update, bindparam, func, select, update
+from sqlalchemy import Row, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from clients.gemini import Answer, GeminiClient, GeminiEmptyAnswerError, json_object
@@ -90,21 +90,20 @@ class ClassifyInput:
 INBOUND_COUNT = select(func.count(Message.id)).where(
     Message.contact_id == Contact.id, Message.direction == Direction.IN,
     Message.status.notin_((MessageStatus.HISTORY, MessageStatus.SKIPPED))).scalar_subquery()
-CONTACT_AND_COUNT = select(Contact, INBOUND_COUNT).where(Contact.id == bindparam("contact_id"))
+CONTACT_AND_COUNT = select(Contact.is_client, Contact.push_name, Contact.first_name, Contact.full_name,
+                           Contact.business_name, INBOUND_COUNT.label("inbound")).where(
+    Contact.id == bindparam("contact_id"))
 
 
 def classify_input(session: Session, contact_id: int, *, history_limit: int,
-                   business_name: str, inbound: int | None = None) -> ClassifyInput:
-    """What the moderator is asked. `inbound`: the contact's message count when the caller read it
-    with the contact (`CONTACT_AND_COUNT`)."""
-    if inbound is None:
-        inbound = session.execute(select(INBOUND_COUNT).select_from(Contact)
-                                  .where(Contact.id == contact_id)).scalar_one()
-    contact = session.get(Contact, contact_id)
-    assert contact is not None
+                   business_name: str, contact: Row[Any] | None = None) -> ClassifyInput:
+    """What the moderator is asked. `contact`: the contact's `CONTACT_AND_COUNT` row when the caller
+    read it already."""
+    if contact is None:
+        contact = execute_core(session, CONTACT_AND_COUNT, {"contact_id": contact_id}).one()
     system = render("moderator", business_name=business_name)  # the same for every contact
     contents = to_contents(conversation_turns(session, contact_id, history_limit), contact_data_of(contact))
-    return ClassifyInput(contact_id=contact_id, inbound_count=int(inbound), system_instruction=system,
+    return ClassifyInput(contact_id=contact_id, inbound_count=int(contact.inbound), system_instruction=system,
                          contents=contents)
 
 
@@ -200,14 +199,14 @@ def run_classify(sessions: SessionFactory, gemini: GeminiClient, message_id: int
             if contact_id is None:
                 return None
             turn.enter_context(contact_turn(contact_id))
-            contact, inbound = session.execute(CONTACT_AND_COUNT, {"contact_id": contact_id}).one()
+            contact = execute_core(session, CONTACT_AND_COUNT, {"contact_id": contact_id}).one()
             if contact.is_client is True:
                 return message_id
             if contact.is_client is False:
                 park_message(session, message_id, MessageStatus.IGNORED)
                 return None
             data = classify_input(session, contact_id, history_limit=settings.history_limit,
-                                  business_name=settings.business_name, inbound=inbound)
+                                  business_name=settings.business_name, contact=contact)
         verdict, answers = ask_verdict(gemini, data, settings.gemini_classify_model)
         decided = decide(verdict, data.inbound_count, min_messages=settings.classify_min_messages,
                          min_confidence=settings.classify_min_confidence,

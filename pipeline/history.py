@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from db.models import Contact, Message
+from db.models import Message
+from db.session import execute_core
 from domain.states import Direction
 from prompts.markers import CONTACT_DATA_END, CONTACT_DATA_START
 
@@ -27,8 +28,10 @@ class Turn:
     text: str
 
 
-# Built once (a statement built per call costs about as much Python as its round trip).
-LAST_MESSAGES = (select(Message).where(Message.contact_id == bindparam("contact_id"))
+# Built once (a statement built per call costs about as much Python as its round trip), read as plain
+# rows: only what a turn needs, no message objects for the session to track.
+LAST_MESSAGES = (select(Message.text, Message.is_voice, Message.transcription, Message.direction)
+                 .where(Message.contact_id == bindparam("contact_id"))
                  .order_by(Message.sent_at.desc(), Message.id.desc()).limit(bindparam("limit")))
 
 
@@ -36,7 +39,7 @@ def conversation_turns(session: Session, contact_id: int, limit: int, max_chars:
     """The contact's last `limit` messages, oldest first, as model turns. This contact's only.
 
     A message longer than `max_chars` is cut, with a note saying so (Unicode and emoji intact)."""
-    rows = session.scalars(LAST_MESSAGES, {"contact_id": contact_id, "limit": limit}).all()
+    rows = execute_core(session, LAST_MESSAGES, {"contact_id": contact_id, "limit": limit}).all()
     turns: list[Turn] = []
     for row in reversed(rows):
         text = row.text
@@ -57,7 +60,20 @@ def contact_data(*, push_name: str = "", full_name: str = "", business_name: str
     return f"{CONTACT_DATA_START}\n{json.dumps(fields, ensure_ascii=False)}\n{CONTACT_DATA_END}"
 
 
-def contact_data_of(contact: Contact) -> str:
+class ContactNames(Protocol):
+    """The names a contact chose: a `Contact`, or a row read with these columns."""
+
+    @property
+    def push_name(self) -> str: ...
+    @property
+    def first_name(self) -> str: ...
+    @property
+    def full_name(self) -> str: ...
+    @property
+    def business_name(self) -> str: ...
+
+
+def contact_data_of(contact: ContactNames) -> str:
     return contact_data(push_name=contact.push_name or contact.first_name, full_name=contact.full_name,
                         business_name=contact.business_name)
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Contact, Message
+from db.session import execute_core
 from domain.answers import is_opt_out
 from domain.batching import burst_due
 from domain.states import Direction, MessageStatus
@@ -38,12 +40,15 @@ class IngestDecision:
     voice: bool = False  # GO: the burst holds a voice note still to transcribe
 
 
-# Built once (a statement built per call costs about as much Python as its round trip): the contact,
-# locked, with its whitelist entry; the burst, the contact's unanswered messages.
-CONTACT_TO_DECIDE = select(Contact, WHITELISTED).where(Contact.id == bindparam("contact_id")).with_for_update(
-    of=Contact)
-BURST = select(Message).where(Message.contact_id == bindparam("contact_id"), Message.direction == Direction.IN,
-                              Message.status == MessageStatus.RECEIVED).order_by(Message.id)
+# Built once (a statement built per call costs about as much Python as its round trip), read as plain
+# rows: the contact, locked, with its whitelist entry; the burst, the contact's unanswered messages.
+CONTACT_TO_DECIDE = select(Contact.id, Contact.paused_until, Contact.batch_due_at, WHITELISTED.label("whitelisted")) \
+    .where(Contact.id == bindparam("contact_id")).with_for_update(of=Contact)
+BURST = select(Message.id, Message.created_at, Message.is_voice, Message.transcription).where(
+    Message.contact_id == bindparam("contact_id"), Message.direction == Direction.IN,
+    Message.status == MessageStatus.RECEIVED).order_by(Message.id)
+SET_BATCH_DUE = update(Contact).where(Contact.id == bindparam("batched_contact")).values(
+    batch_due_at=bindparam("batch_due"))
 
 
 def ingest_decision(session: Session, message_id: int, now: datetime, *, window: float, max_wait: float,
@@ -53,23 +58,24 @@ def ingest_decision(session: Session, message_id: int, now: datetime, *, window:
     if message is None or message.status != MessageStatus.RECEIVED or message.direction != Direction.IN:
         return IngestDecision(Action.STOP, reason="nothing to answer")
     # One ingest at a time decides a contact's burst; its whitelist entry is read in the same statement.
-    contact, whitelisted = session.execute(CONTACT_TO_DECIDE, {"contact_id": message.contact_id}).one()
-    if whitelisted:
+    contact = execute_core(session, CONTACT_TO_DECIDE, {"contact_id": message.contact_id}).one()
+    if contact.whitelisted:
         message.status = MessageStatus.IGNORED
         return IngestDecision(Action.STOP, reason="whitelisted")
     if is_opt_out(message.text):
         # The whole unanswered burst ends here: no sales reply after a STOP.
-        notice = opt_out_contact(session, contact, message, opt_out_text)
+        notice = opt_out_contact(session, cast(Contact, session.get(Contact, contact.id)), message, opt_out_text)
         return IngestDecision(Action.NOTICE, notice_id=notice, reason="opted out")
     if contact.paused_until is not None and contact.paused_until > now:
         message.status = MessageStatus.PAUSED
         return IngestDecision(Action.STOP, reason="a human is answering this contact")
-    burst = list(session.scalars(BURST, {"contact_id": contact.id}))
+    burst = execute_core(session, BURST, {"contact_id": contact.id}).all()
     if burst[-1].id != message.id:
         return IngestDecision(Action.STOP, reason="a newer message answers the burst")
     due = burst_due(burst[0].created_at, message.created_at, len(burst), window=window, max_wait=max_wait, cap=cap)
     if due > now:
-        contact.batch_due_at = due
+        execute_core(session, SET_BATCH_DUE, {"batched_contact": contact.id, "batch_due": due})
         return IngestDecision(Action.WAIT, wait=(due - now).total_seconds())
-    contact.batch_due_at = None
+    if contact.batch_due_at is not None:
+        execute_core(session, SET_BATCH_DUE, {"batched_contact": contact.id, "batch_due": None})
     return IngestDecision(Action.GO, voice=any(item.is_voice and not item.transcription for item in burst))

@@ -167,6 +167,11 @@ class ReplyContext:
     contents: list[dict[str, Any]]
 
 
+# What the answer needs of its contact, as a plain row (built once).
+CONTACT_TO_ANSWER = select(Contact.id, Contact.is_client, Contact.push_name, Contact.first_name, Contact.full_name,
+                           Contact.business_name).where(Contact.id == bindparam("answered_contact"))
+
+
 def reply_context(session: Session, message_id: int, *, history_limit: int, business_name: str,
                   current_datetime: str, working_hours: str, kb_budget: int,
                   max_chars: int = 4000, kb_base: str = "") -> ReplyContext | None:
@@ -174,8 +179,7 @@ def reply_context(session: Session, message_id: int, *, history_limit: int, busi
     message = session.get(Message, message_id)
     if message is None or message.status != MessageStatus.RECEIVED:
         return None
-    contact = session.get(Contact, message.contact_id)
-    assert contact is not None
+    contact = execute_core(session, CONTACT_TO_ANSWER, {"answered_contact": message.contact_id}).one()
     turns = conversation_turns(session, contact.id, history_limit, max_chars)
     contents = to_contents(turns, contact_data_of(contact))
     if not contents:
@@ -213,6 +217,10 @@ ANSWER_BURST = (
 )
 
 
+# The contact's row lock with its human pause, as a plain row (built once).
+LOCK_CONTACT = select(Contact.paused_until).where(Contact.id == bindparam("locked_contact")).with_for_update()
+
+
 def commit_reply(session: Session, context: ReplyContext, reply: str, answers: list[Answer], *,
                  booked_at: datetime | None = None, timezone: str = "UTC",
                  opt_out_text: str | None = None, call_requested: bool = False) -> int | None:
@@ -224,8 +232,8 @@ def commit_reply(session: Session, context: ReplyContext, reply: str, answers: l
 
     A customer message that arrived while the model was answering supersedes the answer: nothing
     is written, and the newer message's turn answers everything."""
-    contact = session.get(Contact, context.contact_id, with_for_update=True)
-    if contact is not None and contact.paused_until is not None and contact.paused_until > datetime.now(UTC):
+    locked = execute_core(session, LOCK_CONTACT, {"locked_contact": context.contact_id}).first()
+    if locked is not None and locked.paused_until is not None and locked.paused_until > datetime.now(UTC):
         # A human answered from the phone while the model was working: the bot stays out of it.
         session.execute(update(Message).where(Message.id == context.message_id,
                                               Message.status == MessageStatus.RECEIVED)
@@ -252,6 +260,7 @@ def commit_reply(session: Session, context: ReplyContext, reply: str, answers: l
         Message.id == context.message_id, Message.status == MessageStatus.RECEIVED).values(
         status=MessageStatus.ANSWERED))
     won = claimed.rowcount == 1  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+    contact = session.get(Contact, context.contact_id) if locked is not None else None  # locked above
     if contact is not None:
         if not won:
             return unsent_row(session, opt_out_key(contact.id))
