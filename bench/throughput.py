@@ -6,7 +6,7 @@ emulator calls: the floor before issue 16) is measured too, once, for comparison
 its worker afresh and sends `--warm-up` untimed messages through it first, so neither figure holds
 the one-time work of a new pool child (imports, connections, compiled statements).
 
-    .venv/bin/python bench/throughput.py [--messages 300] [--concurrency 4] [--rounds 2] [--warm-up 40]
+    .venv/bin/python bench/throughput.py [--messages 300] [--concurrency 4] [--rounds 3] [--warm-up 40]
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2, help="floor then pipeline, this many times")
+    parser.add_argument("--rounds", type=int, default=3, help="floor then pipeline, this many times")
     parser.add_argument("--warm-up", type=int, default=40,
                         help="untimed messages through each freshly started worker before its timed run")
     args = parser.parse_args()

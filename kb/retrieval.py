@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from db.models import KnowledgeChunk, KnowledgeFile
+from db.session import execute_core
 
 WORD = re.compile(r"[0-9a-zа-я]+")
 _stemmer = snowballstemmer.stemmer("russian")
@@ -69,7 +70,7 @@ BASE_VERSION = (select(func.count(KnowledgeChunk.id), func.max(KnowledgeChunk.id
 
 
 def _version(session: Session, base: str) -> tuple[int, int]:
-    count, newest = session.execute(BASE_VERSION, {"base": base}).one()
+    count, newest = execute_core(session, BASE_VERSION, {"base": base}).one()
     return int(count or 0), int(newest or 0)
 
 
@@ -77,7 +78,7 @@ CACHED_BASES = 64  # indexes kept per process, the most recently used; a worker 
 
 # (database URL, base) -> (the base's version, its index), least recently used first. Workers may
 # run threads, so the cache is read and changed under a lock.
-_cache: OrderedDict[tuple[str, str], tuple[tuple[int, int], Index]] = OrderedDict()
+_cache: OrderedDict[tuple[object, str], tuple[tuple[int, int], Index]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -86,7 +87,7 @@ def current_index(session: Session, base: str = "") -> Index:
 
     The chunks are read in the caller's session, so the index always matches the version seen."""
     version = _version(session, base)
-    key = (str(getattr(session.get_bind(), "url", "")), base)
+    key = (getattr(session.get_bind(), "url", None), base)  # a URL is an immutable, hashable tuple
     with _cache_lock:
         cached = _cache.get(key)
         if cached is not None and cached[0] == version:
