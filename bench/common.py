@@ -26,6 +26,16 @@ KEY = "bench-key"
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", MACHINE_POSTGRES)
 
 
+def cpu_times() -> tuple[float, float]:
+    """The machine's busy and stolen CPU seconds so far, all cores (/proc/stat): busy is user, nice,
+    system, irq and softirq; stolen is the time the hypervisor gave another guest while this one
+    had work. Busy CPU per message does not move when a neighbour steals the cores."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / ticks, steal / ticks
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
