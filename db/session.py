@@ -93,13 +93,6 @@ def session_scope() -> AbstractContextManager[Session]:
     return transaction(_sessionmaker())
 
 
-def hold(session: Session, *objects: object) -> None:
-    """Keep `objects` for the session's lifetime. The session's identity map holds only what someone
-    references, so a row loaded ahead for the caller (to spare a later `get` its statement) must be
-    held somewhere, or it is gone before the `get`."""
-    session.info.setdefault("held", []).extend(objects)
-
-
 def execute_core(session: Session, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
     """Run a statement on the session's connection, in its transaction, without the ORM's per-statement
     work (its compile state, the evaluation that moves the changed rows' objects in the session, the

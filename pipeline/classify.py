@@ -26,6 +26,7 @@ from db.session import SessionFactory, execute_core
 from domain.states import Direction, MessageStatus, UsagePurpose
 from pipeline.contacts import waiting_contact
 from pipeline.history import contact_data_of, conversation_turns, to_contents
+from pipeline.inbound import park_message
 from pipeline.locks import contact_turn
 from pipeline.profile_settings import message_settings
 from pipeline.usage import record_usage
@@ -176,14 +177,6 @@ def store_verdict(session: Session, contact_id: int, verdict: Verdict | None, de
 
 
 _VERDICT_UPDATES: dict[tuple[str, ...], Update] = {}
-
-
-def park_message(session: Session, message_id: int, status: MessageStatus) -> None:
-    """Take a message out of the answering path: `waiting` (undecided contact) or `ignored` (not a lead).
-
-    A waiting message stays in the conversation and is answered together with a later one."""
-    execute_core(session, update(Message).where(Message.id == message_id, Message.status == MessageStatus.RECEIVED)
-                 .values(status=status))
 
 
 def run_classify(sessions: SessionFactory, gemini: GeminiClient, message_id: int, settings: Settings) -> int | None:

@@ -16,6 +16,7 @@ from domain.phones import normalize_phone
 from domain.states import Author, Direction, FollowUpStatus, MessageStatus, OutboxKind, StopReason
 from domain.text import clean_text
 from pipeline.outbox import opt_out_key, write_outbox
+from pipeline.profile_settings import stage_message
 
 NAME_CHARS = 200  # the name columns of `contacts`
 
@@ -120,8 +121,8 @@ def add_to_whitelist(session: Session, profile_id: int, phone: str, note: str = 
 
 def waiting_contact(session: Session, message_id: int) -> int | None:
     """The contact of a customer message still waiting for its answer; None once it is handled."""
-    message = session.get(Message, message_id)
-    return message.contact_id if message is not None and message.status == MessageStatus.RECEIVED else None
+    message = stage_message(session, message_id)
+    return int(message.contact_id) if message is not None and message.status == MessageStatus.RECEIVED else None
 
 
 def opt_out_contact(session: Session, contact: Contact, message: Message, confirmation: str) -> int | None:

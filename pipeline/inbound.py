@@ -192,6 +192,18 @@ def mark_burst_due(session: Session, message_id: int, due: datetime, *, slack: t
     execute_core(session, BURST_STAMPS[slack is not None], params)
 
 
+def park_message(session: Session, message_id: int, status: MessageStatus) -> None:
+    """Take a message out of the answering path while it waits for its answer: `waiting` (undecided
+    contact), `ignored` (not a lead, or whitelisted) or `paused` (a human is answering).
+
+    A waiting message stays in the conversation and is answered together with a later one."""
+    execute_core(session, PARK_MESSAGE, {"parked_message": message_id, "new_status": status})
+
+
+PARK_MESSAGE = update(Message).where(Message.id == bindparam("parked_message"),
+                                     Message.status == MessageStatus.RECEIVED).values(status=bindparam("new_status"))
+
+
 def fail_message(session: Session, message_id: int) -> None:
     """Its chain failed for good (a dead letter): nothing sweeps it up again until a replay."""
     session.execute(update(Message).where(Message.id == message_id, Message.status == MessageStatus.RECEIVED)

@@ -22,6 +22,8 @@ from domain.answers import is_opt_out
 from domain.batching import burst_due
 from domain.states import Direction, MessageStatus
 from pipeline.contacts import WHITELISTED, opt_out_contact
+from pipeline.inbound import park_message
+from pipeline.profile_settings import stage_message
 
 
 class Action(StrEnum):
@@ -54,20 +56,21 @@ SET_BATCH_DUE = update(Contact).where(Contact.id == bindparam("batched_contact")
 def ingest_decision(session: Session, message_id: int, now: datetime, *, window: float, max_wait: float,
                     cap: int, opt_out_text: str) -> IngestDecision:
     """Should this stored customer message be answered, and when?"""
-    message = session.get(Message, message_id)
+    message = stage_message(session, message_id)
     if message is None or message.status != MessageStatus.RECEIVED or message.direction != Direction.IN:
         return IngestDecision(Action.STOP, reason="nothing to answer")
     # One ingest at a time decides a contact's burst; its whitelist entry is read in the same statement.
     contact = execute_core(session, CONTACT_TO_DECIDE, {"contact_id": message.contact_id}).one()
     if contact.whitelisted:
-        message.status = MessageStatus.IGNORED
+        park_message(session, message_id, MessageStatus.IGNORED)
         return IngestDecision(Action.STOP, reason="whitelisted")
     if is_opt_out(message.text):
         # The whole unanswered burst ends here: no sales reply after a STOP.
-        notice = opt_out_contact(session, cast(Contact, session.get(Contact, contact.id)), message, opt_out_text)
+        notice = opt_out_contact(session, cast(Contact, session.get(Contact, contact.id)),
+                                 cast(Message, session.get(Message, message_id)), opt_out_text)
         return IngestDecision(Action.NOTICE, notice_id=notice, reason="opted out")
     if contact.paused_until is not None and contact.paused_until > now:
-        message.status = MessageStatus.PAUSED
+        park_message(session, message_id, MessageStatus.PAUSED)
         return IngestDecision(Action.STOP, reason="a human is answering this contact")
     burst = execute_core(session, BURST, {"contact_id": contact.id}).all()
     if burst[-1].id != message.id:

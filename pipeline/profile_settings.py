@@ -7,13 +7,13 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from db.models import Contact, Message, Profile
-from db.session import hold
+from db.session import execute_core
 from pipeline.credentials import decrypt, encrypt, reencrypt
 from settings import Settings, SettingsError, get_settings, parse_setting, setting_named
 
@@ -80,10 +80,21 @@ def parse_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+class HasOverrides(Protocol):
+    """A profile as the settings read it: a `Profile`, or `ProfileOverrides`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def profile_id(self) -> str: ...
+    @property
+    def settings(self) -> dict[str, Any] | None: ...
+
+
 _effective: dict[tuple[int, str, Settings], Settings] = {}
 
 
-def settings_for(profile: Profile, base: Settings | None = None) -> Settings:
+def settings_for(profile: HasOverrides, base: Settings | None = None) -> Settings:
     """`effective_settings` without the sources, cached per process by the profile's stored overrides
     (a stage asks for every message; parsing them again each time would be waste)."""
     base = get_settings() if base is None else base
@@ -97,7 +108,7 @@ def settings_for(profile: Profile, base: Settings | None = None) -> Settings:
     return settings
 
 
-def effective_settings(profile: Profile, base: Settings | None = None,
+def effective_settings(profile: HasOverrides, base: Settings | None = None,
                        environ: Mapping[str, str] | None = None) -> tuple[Settings, dict[str, str]]:
     """The settings this profile runs with, and for each per-profile key where its value comes from
     (`profile`, `environment` or `default`)."""
@@ -125,21 +136,44 @@ def profile_settings(session: Session, profile_id: int, base: Settings | None = 
     return base if profile is None else settings_for(profile, base)
 
 
+class ProfileOverrides(NamedTuple):
+    """What `settings_for` reads of a profile, when a statement read only that."""
+
+    id: int
+    profile_id: str
+    settings: dict[str, Any] | None
+
+
+# The columns of a message a stage reads, as a plain row (`stage_message`).
+_STAGE_COLUMNS = (Message.id, Message.profile_id, Message.contact_id, Message.provider_message_id,
+                  Message.direction, Message.status, Message.text, Message.created_at, Message.next_attempt_at)
 # Built once: building a statement costs about as much Python as sending it (docs/benchmarks.md).
-MESSAGE_AND_PROFILE = select(Message, Profile).join(Profile, Profile.id == Message.profile_id).where(
-    Message.id == bindparam("message_id"))
+MESSAGE_AND_PROFILE = select(*_STAGE_COLUMNS, Profile.profile_id.label("provider_profile"),
+                             Profile.settings.label("overrides")).join(
+    Profile, Profile.id == Message.profile_id).where(Message.id == bindparam("message_id"))
+STAGE_MESSAGE = select(*_STAGE_COLUMNS).where(Message.id == bindparam("message_id"))
+_HELD = "stage_message"
 
 
 def message_settings(session: Session, message_id: int, base: Settings | None = None) -> Settings:
     """The settings of the profile a stored message belongs to. One statement reads the message and
-    its profile, and the session keeps both (`hold`): the stage's own `session.get(Message, …)`
-    afterwards costs no statement."""
+    its profile as a plain row, and the session keeps the message's part for the stage
+    (`stage_message`): reading it again costs no statement, and no ORM object is built."""
     base = get_settings() if base is None else base
-    loaded = session.execute(MESSAGE_AND_PROFILE, {"message_id": message_id}).first()
-    if loaded is None:
+    row = execute_core(session, MESSAGE_AND_PROFILE, {"message_id": message_id}).first()
+    if row is None:
         return base
-    hold(session, *loaded)
-    return settings_for(loaded[1], base)
+    session.info[_HELD] = row
+    return settings_for(ProfileOverrides(row.profile_id, row.provider_profile, row.overrides), base)
+
+
+def stage_message(session: Session, message_id: int, *, read: bool = True) -> Row[Any] | None:
+    """The stage's message (`_STAGE_COLUMNS`) as this session's `message_settings` read it, or, with
+    `read`, as a statement reads it now; None when it does not exist (or was not read)."""
+    held = session.info.get(_HELD)
+    if held is not None and held.id == message_id:
+        return cast(Row[Any], held)
+    return execute_core(session, STAGE_MESSAGE, {"message_id": message_id}).first() if read else None
 
 
 def contact_settings(session: Session, contact_id: int, base: Settings | None = None) -> Settings:

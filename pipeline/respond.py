@@ -40,7 +40,7 @@ from pipeline.handoff import agent_for, agent_session_id, chat_of, customer_turn
 from pipeline.history import contact_data_of, conversation_turns, retrieval_query, to_contents
 from pipeline.locks import contact_turn
 from pipeline.outbox import opt_out_key, reply_key, unsent_row, write_outbox
-from pipeline.profile_settings import message_settings
+from pipeline.profile_settings import message_settings, stage_message
 from pipeline.usage import record_usage
 from prompts import load, render
 from prompts.markers import SLOTS_PREFIX
@@ -176,7 +176,7 @@ def reply_context(session: Session, message_id: int, *, history_limit: int, busi
                   current_datetime: str, working_hours: str, kb_budget: int,
                   max_chars: int = 4000, kb_base: str = "") -> ReplyContext | None:
     """What the model needs to answer `message_id`, or None if it needs no answer any more."""
-    message = session.get(Message, message_id)
+    message = stage_message(session, message_id)
     if message is None or message.status != MessageStatus.RECEIVED:
         return None
     contact = execute_core(session, CONTACT_TO_ANSWER, {"answered_contact": message.contact_id}).one()

@@ -28,13 +28,11 @@ from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from celeryconfig import MAX_COUNTDOWN
 from clients.agent_platform import AgentTransientError
 from clients.channel import ChannelTransientError
 from clients.gemini import GeminiTransientError
-from db.models import Message
 from db.session import SessionFactory, session_scope
 from domain.states import MessageStatus
 from infra.logging import log_context, mask_text
@@ -42,6 +40,7 @@ from infra.redis import get_redis, key
 from pipeline.dead_letters import write_dead_letter
 from pipeline.inbound import fail_message, mark_burst_due, reopen_message
 from pipeline.locks import Defer
+from pipeline.profile_settings import stage_message
 from settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -219,8 +218,8 @@ def stamp_stage_start(session: Session, message_id: int, now: datetime) -> None:
     whole burst; the stored row's covers only itself, so an earlier message of the burst may keep
     an older stamp while this chain runs. If the sweep restarts such a message, its ingest finds
     the newer message and stops, or finds it answered with the burst: no second reply."""
-    message = session.identity_map.get(identity_key(Message, message_id))
-    if isinstance(message, Message) and message.status == MessageStatus.RECEIVED \
+    message = stage_message(session, message_id, read=False)
+    if message is not None and message.status == MessageStatus.RECEIVED \
             and message.next_attempt_at is not None and now - STAGE_START_SLACK <= message.next_attempt_at <= now:
         return
     mark_burst_due(session, message_id, now, slack=STAGE_START_SLACK)

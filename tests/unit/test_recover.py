@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from db.models import Message
 from db.session import SessionFactory
 from emulators.wappi import WappiEmulator
 from pipeline.inbound import mark_burst_due
+from pipeline.profile_settings import message_settings
 from pipeline.recover import MARGIN, message_stage_limit, stranded_messages, stranded_outbox
 from settings import get_settings
 from tasks.base import STAGE_START_SLACK, stamp_stage_start
@@ -127,16 +127,14 @@ def test_a_stage_start_that_read_a_fresh_stamp_leaves_the_burst_as_it_is(
                                                    "ORDER BY id", a=older, b=newest)]
 
     with sessions() as stage:
-        read = stage.get(Message, newest)  # what the stage read first, and holds
-        assert read is not None
+        message_settings(stage, newest)  # what the stage read first, and holds
         stamp_stage_start(stage, newest, now)
     assert stamps() == [now - timedelta(seconds=25), now - timedelta(seconds=5)]  # both kept
     assert all(now - stamp < 2 * STAGE_START_SLACK < MARGIN for stamp in stamps())
 
     later = now + STAGE_START_SLACK
     with sessions() as stage:
-        read = stage.get(Message, newest)
-        assert read is not None
+        message_settings(stage, newest)
         stamp_stage_start(stage, newest, later)
     assert stamps() == [later, later]  # the newest's stamp was too old: the burst is stamped again
 
@@ -166,8 +164,7 @@ def test_a_stored_message_carries_its_first_stamp_and_an_older_one_restarted_get
     assert before <= stamp(newest) <= after
     first_stamp = stamp(newest)
     with sessions() as stage:  # the ingest stage's start: it read (and holds) its message first
-        read = stage.get(Message, newest)
-        assert read is not None
+        message_settings(stage, newest)
         stamp_stage_start(stage, newest, datetime.now(UTC))
     assert stamp(newest) == first_stamp and stamp(older) == now - timedelta(minutes=9)  # no statement
     settings = get_settings()
