@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from clients.wappi import ProfileStatus
@@ -20,16 +20,20 @@ log = logging.getLogger(__name__)
 _whitelist_applied: set[tuple[str, tuple[str, ...]]] = set()
 
 
+# Built once: every webhook reads the environment's profile.
+PROFILE_BY_PROVIDER_ID = select(Profile).where(Profile.profile_id == bindparam("provider_profile"))
+
+
 def ensure_profile(session: Session, settings: Settings) -> Profile:
     """The profile from the environment, created on first use. WHITELIST is applied once per
     process start (numbers added to it since are added; removing one stays a CLI action, so a
     number removed with the CLI but left in WHITELIST comes back at the next start)."""
-    find = select(Profile).where(Profile.profile_id == settings.wappi_profile_id)
-    profile = session.scalars(find).one_or_none()  # one statement once it exists
+    find = {"provider_profile": settings.wappi_profile_id}
+    profile = session.scalars(PROFILE_BY_PROVIDER_ID, find).one_or_none()  # one statement once it exists
     if profile is None:
         insert_ignore(session, Profile, {"provider": "wappi", "profile_id": settings.wappi_profile_id,
                                          "name": settings.profile_name, "active": True}, ["profile_id"])
-        profile = session.scalars(find).one()
+        profile = session.scalars(PROFILE_BY_PROVIDER_ID, find).one()
     applied = (settings.wappi_profile_id, tuple(settings.whitelist))
     if applied not in _whitelist_applied:
         added = [phone for phone in settings.whitelist
