@@ -175,29 +175,6 @@ class GeminiClient:
         return Answer(text=text.strip(), usage=usage, model=chosen)
 
 
-# An answer with every part the client reads (text, finish reason, safety ratings, usage and its
-# details, prompt feedback), for `build_response_models`.
-_SAMPLE_ANSWER: dict[str, Any] = {
-    "candidates": [{"content": {"parts": [{"text": "{}"}], "role": "model"}, "finishReason": "STOP", "index": 0,
-                    "safetyRatings": [{"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"}]}],
-    "promptFeedback": {"blockReason": "OTHER"},
-    "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2,
-                      "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1}]},
-    "modelVersion": "warm-up", "responseId": "warm-up",
-}
-
-
-def build_response_models() -> None:
-    """Build the SDK's answer and option models now. google-genai builds its pydantic models on first use
-    (`defer_build`): about 30 ms of CPU in the first answer each process reads. Called in a worker's
-    main process before it forks its pool, so every child starts with them built (no client, no
-    socket is made here)."""
-    types.GenerateContentResponse._from_response(response=json.loads(json.dumps(_SAMPLE_ANSWER)), kwargs={})
-    types.HttpOptions(base_url="http://warm-up", api_version="v1beta", timeout=1)  # build_client's
-    types.GenerateContentConfig(system_instruction="", response_mime_type="application/json",
-                                automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
-
-
 def build_client(settings: Settings) -> GeminiClient:
     sdk = genai.Client(
         api_key=settings.gemini_api_key,

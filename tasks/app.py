@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 from celery import Celery, signals
 
-from clients.gemini import build_response_models
 from infra import kombu_patch
 from infra.logging import configure_from_settings
 from prompts import load_all
@@ -29,16 +27,6 @@ app.config_from_object("celeryconfig")
 def _setup_logging(**_kwargs: object) -> None:
     """Our JSON logs for workers and beat (connecting here stops Celery's own set-up)."""
     configure_from_settings()
-
-
-@signals.worker_init.connect
-def _build_before_fork(**_kwargs: object) -> None:
-    """Work every pool child would otherwise repeat at its first task, done once before the fork: the
-    modules the clients import lazily (httpx2 imports httpcore2 as its first client is built, about
-    150 ms of CPU; SQLAlchemy imports psycopg2 with the first engine) and the SDK's answer models."""
-    for module in ("httpcore2", "psycopg2", "psycopg2.extras"):
-        importlib.import_module(module)
-    build_response_models()
 
 
 @signals.worker_process_init.connect
