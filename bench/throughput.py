@@ -130,7 +130,7 @@ def main() -> None:
     pipelines: list[Run] = []
     try:
         calls = warm_up_calls(bench)
-        bare = floor(bench, args.messages, args.concurrency, [], offset=0)
+        bare = floor(bench, args.messages, args.concurrency, [], offset=0, warm_up=args.warm_up)
         print(f"bare floor (no emulator calls): {args.messages} five-task no-op chains at {bare.rate:.1f} chains/s")
         for round_number in range(args.rounds):
             offset = (round_number + 1) * args.messages

@@ -16,7 +16,7 @@ from domain.phones import normalize_phone
 from domain.states import Author, Direction, FollowUpStatus, MessageStatus, OutboxKind, StopReason
 from domain.text import clean_text
 from pipeline.outbox import opt_out_key, write_outbox
-from pipeline.profile_settings import stage_message
+from pipeline.profile_settings import forget_stage_message, stage_message
 
 NAME_CHARS = 200  # the name columns of `contacts`
 
@@ -128,6 +128,7 @@ def waiting_contact(session: Session, message_id: int) -> int | None:
 def opt_out_contact(session: Session, contact: Contact, message: Message, confirmation: str) -> int | None:
     """Opt the contact out for good: its unanswered messages are closed, its follow-ups stopped, and
     one confirmation is queued, quoting `message`. Returns the confirmation's outbox id while unsent."""
+    forget_stage_message(session, message.id)
     session.execute(update(Message).where(Message.contact_id == contact.id, Message.direction == Direction.IN,
                                           Message.status.in_((MessageStatus.RECEIVED, MessageStatus.WAITING)))
                     .values(status=MessageStatus.ANSWERED))

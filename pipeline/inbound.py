@@ -26,6 +26,7 @@ from domain.states import Author, Direction, MessageStatus
 from domain.text import clean_text
 from infra.logging import mask_phone
 from pipeline.contacts import note_message
+from pipeline.profile_settings import forget_stage_message
 from pipeline.voice_media import save_voice_media
 from settings import get_settings
 
@@ -198,6 +199,7 @@ def park_message(session: Session, message_id: int, status: MessageStatus) -> No
 
     A waiting message stays in the conversation and is answered together with a later one."""
     execute_core(session, PARK_MESSAGE, {"parked_message": message_id, "new_status": status})
+    forget_stage_message(session, message_id)
 
 
 PARK_MESSAGE = update(Message).where(Message.id == bindparam("parked_message"),

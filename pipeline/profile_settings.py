@@ -167,6 +167,13 @@ def message_settings(session: Session, message_id: int, base: Settings | None = 
     return settings_for(ProfileOverrides(row.profile_id, row.provider_profile, row.overrides), base)
 
 
+def forget_stage_message(session: Session, message_id: int) -> None:
+    """The stage changed its message: the row `message_settings` read no longer says how it is."""
+    held = session.info.get(_HELD)
+    if held is not None and held.id == message_id:
+        del session.info[_HELD]
+
+
 def stage_message(session: Session, message_id: int, *, read: bool = True) -> Row[Any] | None:
     """The stage's message (`_STAGE_COLUMNS`) as this session's `message_settings` read it, or, with
     `read`, as a statement reads it now; None when it does not exist (or was not read)."""

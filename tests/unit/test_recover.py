@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from db.session import SessionFactory
+from domain.states import MessageStatus
 from emulators.wappi import WappiEmulator
-from pipeline.inbound import mark_burst_due
+from pipeline.inbound import mark_burst_due, park_message
 from pipeline.profile_settings import message_settings
 from pipeline.recover import MARGIN, message_stage_limit, stranded_messages, stranded_outbox
 from settings import get_settings
@@ -175,3 +176,21 @@ def test_a_stored_message_carries_its_first_stamp_and_an_older_one_restarted_get
     assert rows_in(session, "SELECT status FROM messages WHERE id IN (:a, :b)", a=older, b=newest) == \
         [("answered",), ("answered",)]
     assert stranded_messages(session, datetime.now(UTC) + message_stage_limit() * 2, settings) == []
+
+
+def test_a_stage_that_parks_its_message_still_stamps_the_rest_of_the_burst(
+        sessions: SessionFactory, session: Session, wappi: WappiEmulator) -> None:
+    """The stage read its message fresh, then took it out of the answering path (a human is
+    answering): that message's stamp no longer speaks for the burst, whose other waiting message
+    is stamped as the stage starts."""
+    first_conversation(sessions, wappi)
+    now = datetime.now(UTC)
+    older = store_lost_message(session, customer_says(wappi, PHONE, "А доставка есть?"), now,
+                               age=timedelta(minutes=10), next_attempt_in=-timedelta(minutes=9))
+    newest = store_lost_message(session, customer_says(wappi, PHONE, "И оплата картой?"), now,
+                                age=timedelta(seconds=1), next_attempt_in=-timedelta(seconds=1))
+    with sessions() as stage:
+        message_settings(stage, newest)
+        park_message(stage, newest, MessageStatus.PAUSED)
+        stamp_stage_start(stage, newest, now)
+    assert rows_in(session, "SELECT next_attempt_at FROM messages WHERE id = :id", id=older)[0][0] == now
