@@ -25,7 +25,7 @@ from db.models import Contact, Message
 from db.session import SessionFactory, execute_core
 from domain.states import Direction, MessageStatus, UsagePurpose
 from pipeline.contacts import waiting_contact
-from pipeline.history import contact_data_of, conversation_turns, to_contents
+from pipeline.history import CONTACT_NAMES, contact_data_of, conversation_turns, to_contents
 from pipeline.inbound import park_message
 from pipeline.locks import contact_turn
 from pipeline.profile_settings import message_settings
@@ -91,8 +91,7 @@ class ClassifyInput:
 INBOUND_COUNT = select(func.count(Message.id)).where(
     Message.contact_id == Contact.id, Message.direction == Direction.IN,
     Message.status.notin_((MessageStatus.HISTORY, MessageStatus.SKIPPED))).scalar_subquery()
-CONTACT_AND_COUNT = select(Contact.is_client, Contact.push_name, Contact.first_name, Contact.full_name,
-                           Contact.business_name, INBOUND_COUNT.label("inbound")).where(
+CONTACT_AND_COUNT = select(Contact.is_client, *CONTACT_NAMES, INBOUND_COUNT.label("inbound")).where(
     Contact.id == bindparam("contact_id"))
 
 

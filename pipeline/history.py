@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from db.models import Message
+from db.models import Contact, Message
 from db.session import execute_core
 from domain.states import Direction
 from prompts.markers import CONTACT_DATA_END, CONTACT_DATA_START
@@ -71,6 +71,10 @@ class ContactNames(Protocol):
     def full_name(self) -> str: ...
     @property
     def business_name(self) -> str: ...
+
+
+# `ContactNames` as columns, for statements that read them as a plain row.
+CONTACT_NAMES = (Contact.push_name, Contact.first_name, Contact.full_name, Contact.business_name)
 
 
 def contact_data_of(contact: ContactNames) -> str:

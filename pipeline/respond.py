@@ -37,7 +37,7 @@ from kb.index import kb_base
 from kb.retrieval import knowledge_for
 from pipeline.contacts import opt_out_contact, waiting_contact
 from pipeline.handoff import agent_for, agent_session_id, chat_of, customer_turn
-from pipeline.history import contact_data_of, conversation_turns, retrieval_query, to_contents
+from pipeline.history import CONTACT_NAMES, contact_data_of, conversation_turns, retrieval_query, to_contents
 from pipeline.locks import contact_turn
 from pipeline.outbox import opt_out_key, reply_key, unsent_row, write_outbox
 from pipeline.profile_settings import message_settings, stage_message
@@ -168,8 +168,8 @@ class ReplyContext:
 
 
 # What the answer needs of its contact, as a plain row (built once).
-CONTACT_TO_ANSWER = select(Contact.id, Contact.is_client, Contact.push_name, Contact.first_name, Contact.full_name,
-                           Contact.business_name).where(Contact.id == bindparam("answered_contact"))
+CONTACT_TO_ANSWER = select(Contact.id, Contact.is_client, *CONTACT_NAMES).where(
+    Contact.id == bindparam("answered_contact"))
 
 
 def reply_context(session: Session, message_id: int, *, history_limit: int, business_name: str,

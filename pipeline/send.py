@@ -56,6 +56,7 @@ from domain.states import (
 from infra.ratelimit import TokenBucket
 from infra.redis import get_redis, key
 from pipeline.contacts import note_bot_message
+from pipeline.inbound import NEWEST_IN_CHAT
 from pipeline.locks import Defer, lock_seconds
 from pipeline.outbox import follow_up_chain_of
 from pipeline.profile_settings import settings_for
@@ -109,7 +110,7 @@ class Wait:
 
 def history_anchor(session: Session, contact_id: int) -> int | None:
     """The newest Wappi time known in the chat (every stored message time is Wappi's)."""
-    newest = session.scalar(select(func.max(Message.sent_at)).where(Message.contact_id == contact_id))
+    newest = execute_core(session, NEWEST_IN_CHAT, {"chat_contact": contact_id}).scalar()
     return int(newest.timestamp()) if newest is not None else None
 
 

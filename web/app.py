@@ -41,7 +41,7 @@ from infra.redis import get_redis
 from pipeline.bot_updates import store_update
 from pipeline.ops import FAILING, health, stats
 from pipeline.profile_settings import settings_for
-from pipeline.profiles import ensure_profile
+from pipeline.profiles import PROFILE_BY_PROVIDER_ID, ensure_profile
 from pipeline.webhook import WebhookError, items_by_profile, store_webhook, webhook_messages
 from settings import get_settings
 from tasks.chains import start_conversations
@@ -149,7 +149,7 @@ def webhook_view(environ: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         targets: list[tuple[int, list[object]]] = []
         for provider_id, group in groups.items():
             profile = environment_profile if provider_id == environment_profile.profile_id else \
-                session.scalars(select(Profile).where(Profile.profile_id == provider_id)).one_or_none()
+                session.scalars(PROFILE_BY_PROVIDER_ID, {"provider_profile": provider_id}).one_or_none()
             if profile is None or not profile.active or profile.provider == Provider.TELEGRAM_BOT:
                 log.warning("webhook refused: profile %r is unknown or disabled (%d item(s))", provider_id, len(group))
                 return "404 Not Found", {"error": f"unknown or disabled profile {provider_id!r}"}
